@@ -1,0 +1,7 @@
+"""Dense Correlation Fields for video action recognition."""
+
+from dcf.models import build_model, list_models
+from dcf.ops import correlation
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "build_model", "correlation", "list_models"]

@@ -1,0 +1,53 @@
+"""The ``dcf`` command: one entry point, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from dcf import __version__
+from dcf.cli import models
+
+# Each subcommand module offers add_parser(subparsers) and run(args) -> exit code.
+SUBCOMMANDS = (models,)
+
+EPILOG = """\
+examples:
+  dcf models                       parameters and multiply-adds of every model (paper Table 3)
+  dcf models x3d_s x3d_s_dcf       just these two
+  dcf models --frames 8 --size 112 at another clip size
+
+Run 'dcf COMMAND --help' for the options of a command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dcf",
+        description="Dense Correlation Fields for video action recognition: models, training, "
+        "export and serving.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dcf {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except ValueError as exc:  # bad user input: one line, no traceback
+        print(f"dcf {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,322 @@
+// CPU kernels for the DCF correlation op (meaning: DESIGN.md section 1).
+//
+//   y[n, o, t, i, j] = scale * sum_c x[n, c, t, i, j] * x[n, c, t + tau, i + dy, j + dx]
+//   o = (tau_index * K + dy / d + r) * K + dx / d + r,   d = |tau|,  r = K / 2,  scale = 1 / sqrt(C)
+//   tau in (-L..-1, +1..+L); a partner outside the video or the frame counts as zero.
+//
+// Plain C ABI (loaded with ctypes): the library needs no PyTorch headers and builds in seconds.
+// Tensors are dense, contiguous (N, C, T, H, W).
+//
+// Layout of the work: the input is first copied into a buffer of layout (N, T, H, C, Wp) whose
+// rows carry P = r*L zeros on both sides, so every displaced read along W is in bounds and reads
+// zero outside the frame, and the reduction over C walks memory sequentially. One work item is one
+// output row (n, t, i); for each (tau, dy) and each chunk of 16 columns the K accumulators (one per
+// dx) stay in vector registers for the whole reduction over C, and every output element is
+// written exactly once. GCC emits AVX2 and AVX-512 clones of the row kernels and
+// picks one at load time for the CPU at hand.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define DCF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DCF_CLONES
+#endif
+#define DCF_INLINE inline __attribute__((always_inline))
+#define DCF_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+constexpr int kAbiVersion = 4;
+constexpr int kChunk = 16;  // columns per register block
+
+// GCC vector extension types of `Lanes` elements: the compiler maps them onto the widest
+// registers of the target clone (AVX-512, AVX2 or SSE2).
+template <class T, int Lanes>
+struct VecOf;
+template <int Lanes>
+struct VecOf<float, Lanes> {
+  typedef float type __attribute__((vector_size(Lanes * sizeof(float))));
+};
+template <int Lanes>
+struct VecOf<double, Lanes> {
+  typedef double type __attribute__((vector_size(Lanes * sizeof(double))));
+};
+template <class T, int Lanes = kChunk>
+using Vec = typename VecOf<T, Lanes>::type;
+
+template <class T, int Lanes = kChunk>
+DCF_INLINE Vec<T, Lanes> load(const T* p) {
+  Vec<T, Lanes> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+struct Shape {
+  int64_t N, C, T, H, W;
+  int K, L;
+  int64_t out_channels() const { return int64_t(K) * K * 2 * L; }
+  int pad() const { return (K / 2) * L; }
+  // Padded row length: P zeros, W values, P zeros, rounded so a full chunk never leaves the row.
+  int64_t padded_width() const { return (W + kChunk - 1) / kChunk * kChunk + 2 * pad(); }
+};
+
+// tau for position `index` in (-L..-1, +1..+L).
+DCF_INLINE int tau_of(int index, int L) { return index < L ? index - L : index - L + 1; }
+
+// Runs body(item) for item in [0, count) on `threads` OpenMP threads. Built with -fopenmp and
+// loaded after PyTorch, the library shares PyTorch's OpenMP runtime (same soname), so its threads
+// are PyTorch's intra-op threads: no second pool competing for the cores.
+template <class Body>
+void parallel_for(int64_t count, int threads, const Body& body) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int64_t item = 0; item < count; ++item) body(item);
+}
+
+// Padded copy of one frame row (n, t, i) of all channels: (N, C, T, H, W) -> (N, T, H, C, Wp).
+template <class T>
+DCF_INLINE void pad_row(const T* src, T* dst, int64_t row, int64_t C, int64_t T_, int64_t H, int64_t W,
+                        int64_t Wp, int64_t P) {
+  const int64_t i = row % H, t = (row / H) % T_, n = row / H / T_;
+  T* out = dst + row * C * Wp;
+  for (int64_t c = 0; c < C; ++c, out += Wp) {
+    std::memset(out, 0, sizeof(T) * P);
+    std::memcpy(out + P, src + (((n * C + c) * T_ + t) * H + i) * W, sizeof(T) * W);
+    std::memset(out + P + W, 0, sizeof(T) * (Wp - P - W));
+  }
+}
+
+template <class T, int Lanes>
+DCF_INLINE void store_row(T* dst, const Vec<T, Lanes>& v, int64_t lanes) {
+  if (lanes == Lanes) {
+    std::memcpy(dst, &v, sizeof(v));
+  } else {
+    for (int64_t l = 0; l < lanes; ++l) dst[l] = v[l];
+  }
+}
+
+// Forward, Lanes columns of the K outputs (dx = -r*d .. r*d) of Rows (row, tau, dy) at once,
+// all sharing the row `a`: the Rows*K accumulators stay in registers for the whole reduction over
+// C (enough independent chains to hide the FMA latency), and each load of `a` feeds Rows*K FMAs.
+template <class T, int K, int Lanes, int Rows>
+DCF_INLINE void forward_chunk(const T* a, const T* const* b, T* const* out, int64_t j0, int64_t out_stride,
+                              int64_t C, int64_t Wp, int d, T scale, int64_t lanes) {
+  Vec<T, Lanes> acc[Rows][K] = {};
+  a += j0;
+  const T* bp[Rows];
+  for (int q = 0; q < Rows; ++q) bp[q] = b[q] + j0;
+  for (int64_t c = 0; c < C; ++c) {
+    const Vec<T, Lanes> av = load<T, Lanes>(a + c * Wp);
+#pragma GCC unroll 4
+    for (int q = 0; q < Rows; ++q) {
+#pragma GCC unroll 16
+      for (int dxi = 0; dxi < K; ++dxi) acc[q][dxi] += av * load<T, Lanes>(bp[q] + c * Wp + dxi * d);
+    }
+  }
+  for (int q = 0; q < Rows; ++q) {
+    for (int dxi = 0; dxi < K; ++dxi) {
+      store_row<T, Lanes>(out[q] + dxi * out_stride + j0, acc[q][dxi] * scale, lanes);
+    }
+  }
+}
+
+template <class T, int K, int Rows>
+DCF_INLINE void forward_rows_block(const T* a, const T* const* b, T* const* out, int64_t W, int64_t out_stride,
+                                   int64_t C, int64_t Wp, int d, T scale) {
+  int64_t j0 = 0;
+  for (; j0 + kChunk / 2 < W; j0 += kChunk) {
+    forward_chunk<T, K, kChunk, Rows>(a, b, out, j0, out_stride, C, Wp, d, scale, std::min<int64_t>(kChunk, W - j0));
+  }
+  if (j0 < W) {  // a tail of at most half a chunk
+    forward_chunk<T, K, kChunk / 2, Rows>(a, b, out, j0, out_stride, C, Wp, d, scale, W - j0);
+  }
+}
+
+// Forward, one output row (n, t, i) of all K*K*2L channels. xp: padded input (N, T, H, C, Wp).
+template <class T, int K>
+DCF_INLINE void forward_row(const T* xp, T* y, const Shape& s, int64_t item) {
+  constexpr int r = K / 2;
+  const int64_t H = s.H, W = s.W, Wp = s.padded_width(), P = s.pad(), C = s.C;
+  const int64_t i = item % H, t = (item / H) % s.T, n = item / H / s.T;
+  const int64_t plane = H * W, out_stride = s.T * plane;
+  const T scale = T(1) / std::sqrt(T(C));
+  const T* a = xp + ((n * s.T + t) * H + i) * C * Wp + P;
+  for (int tau_index = 0; tau_index < 2 * s.L; ++tau_index) {
+    const int tau = tau_of(tau_index, s.L), d = std::abs(tau);
+    const int64_t tp = t + tau;
+    const T* b[K];  // partner rows (shifted to dx = -r*d) of the valid dy
+    T* out[K];
+    int rows = 0;
+    for (int dyi = 0; dyi < K; ++dyi) {
+      const int64_t ii = i + int64_t(dyi - r) * d;
+      T* o = y + ((n * s.out_channels() + int64_t(tau_index * K + dyi) * K) * s.T + t) * plane + i * W;
+      if (tp < 0 || tp >= s.T || ii < 0 || ii >= H) {
+        for (int dxi = 0; dxi < K; ++dxi) std::memset(o + dxi * out_stride, 0, sizeof(T) * W);
+        continue;
+      }
+      b[rows] = xp + ((n * s.T + tp) * H + ii) * C * Wp + P - int64_t(r) * d;
+      out[rows++] = o;
+    }
+    int q = 0;
+    for (; q + 2 <= rows; q += 2) forward_rows_block<T, K, 2>(a, b + q, out + q, W, out_stride, C, Wp, d, scale);
+    if (q < rows) forward_rows_block<T, K, 1>(a, b + q, out + q, W, out_stride, C, Wp, d, scale);
+  }
+}
+
+// Backward, one row (n, t, i) of grad_x, all channels, written once. xp: padded x
+// (N, T, H, C, Wp); gp: padded grad_y (N, T, H, O, Wp).
+//   gx[c,t,i,j] = scale * sum_offsets ( g[o,t,i,j]           * x[c,t+tau,i+dy,j+dx]
+//                                     + g[o,t-tau,i-dy,j-dx] * x[c,t-tau,i-dy,j-dx] )
+template <class T, int K>
+DCF_INLINE void backward_row(const T* gp, const T* xp, T* gx, const Shape& s, int64_t item) {
+  constexpr int r = K / 2;
+  const int64_t H = s.H, W = s.W, Wp = s.padded_width(), P = s.pad(), C = s.C, O = s.out_channels();
+  const int64_t i = item % H, t = (item / H) % s.T, n = item / H / s.T;
+  const T scale = T(1) / std::sqrt(T(C));
+  auto x_row = [&](int64_t tt, int64_t ii) { return xp + ((n * s.T + tt) * H + ii) * C * Wp + P; };
+  auto g_row = [&](int64_t tt, int64_t ii) { return gp + ((n * s.T + tt) * H + ii) * O * Wp + P; };
+  for (int64_t j0 = 0; j0 < W; j0 += kChunk) {
+    for (int64_t c = 0; c < C; ++c) {
+      Vec<T> acc = {};
+      for (int tau_index = 0; tau_index < 2 * s.L; ++tau_index) {
+        const int tau = tau_of(tau_index, s.L), d = std::abs(tau);
+        const int64_t tp = t + tau, tq = t - tau;
+        for (int dyi = 0; dyi < K; ++dyi) {
+          const int64_t dy = int64_t(dyi - r) * d;
+          const int64_t o0 = int64_t(tau_index * K + dyi) * K;
+          // This row looked at frame t+tau: g at (t, i), x at (t+tau, i+dy), displaced by +dx.
+          if (tp >= 0 && tp < s.T && i + dy >= 0 && i + dy < H) {
+            const T* g = g_row(t, i) + o0 * Wp + j0;
+            const T* x = x_row(tp, i + dy) + c * Wp + j0 - int64_t(r) * d;
+#pragma GCC unroll 16
+            for (int dxi = 0; dxi < K; ++dxi) acc += load(g + dxi * Wp) * load(x + dxi * d);
+          }
+          // Row (t-tau, i-dy) looked at this row: g and x both there, displaced by -dx.
+          if (tq >= 0 && tq < s.T && i - dy >= 0 && i - dy < H) {
+            const T* g = g_row(tq, i - dy) + o0 * Wp + j0 + int64_t(r) * d;
+            const T* x = x_row(tq, i - dy) + c * Wp + j0 + int64_t(r) * d;
+#pragma GCC unroll 16
+            for (int dxi = 0; dxi < K; ++dxi) acc += load(g + dxi * (Wp - d)) * load(x - dxi * d);
+          }
+        }
+      }
+      store_row<T, kChunk>(gx + ((n * C + c) * s.T + t) * H * W + i * W + j0, acc * scale,
+                std::min<int64_t>(kChunk, W - j0));
+    }
+  }
+}
+
+// The functions GCC clones per instruction set; the templates are inlined into them.
+#define DCF_ROW_KERNELS(T, SUFFIX)                                                                  \
+  DCF_CLONES void forward_rows_##SUFFIX(const T* xp, T* y, const Shape& s, int64_t item) {       \
+    switch (s.K) {                                                                                \
+      case 1: return forward_row<T, 1>(xp, y, s, item);                                           \
+      case 3: return forward_row<T, 3>(xp, y, s, item);                                           \
+      case 5: return forward_row<T, 5>(xp, y, s, item);                                           \
+      case 7: return forward_row<T, 7>(xp, y, s, item);                                           \
+      case 9: return forward_row<T, 9>(xp, y, s, item);                                           \
+      case 11: return forward_row<T, 11>(xp, y, s, item);                                         \
+    }                                                                                             \
+  }                                                                                               \
+  DCF_CLONES void backward_rows_##SUFFIX(const T* gp, const T* xp, T* gx, const Shape& s,         \
+                                         int64_t item) {                                          \
+    switch (s.K) {                                                                                \
+      case 1: return backward_row<T, 1>(gp, xp, gx, s, item);                                     \
+      case 3: return backward_row<T, 3>(gp, xp, gx, s, item);                                     \
+      case 5: return backward_row<T, 5>(gp, xp, gx, s, item);                                     \
+      case 7: return backward_row<T, 7>(gp, xp, gx, s, item);                                     \
+      case 9: return backward_row<T, 9>(gp, xp, gx, s, item);                                     \
+      case 11: return backward_row<T, 11>(gp, xp, gx, s, item);                                   \
+    }                                                                                             \
+  }
+DCF_ROW_KERNELS(float, f32)
+DCF_ROW_KERNELS(double, f64)
+
+bool valid(const Shape& s) {
+  return s.N >= 0 && s.C >= 1 && s.T >= 0 && s.H >= 0 && s.W >= 0 && s.K >= 1 && s.K <= 11 &&
+         s.K % 2 == 1 && s.L >= 1;
+}
+
+// Scratch for the padded copies, kept per calling thread between calls: re-allocating (and
+// page-faulting) megabytes on every call costs as much as the arithmetic at small shapes.
+template <class T>
+T* scratch(size_t slot, size_t count) {
+  thread_local std::vector<T> buffers[2];
+  if (buffers[slot].size() < count) buffers[slot].resize(count);
+  return buffers[slot].data();
+}
+
+template <class T>
+int forward(const T* x, T* y, const Shape& s, int threads, void (*rows)(const T*, T*, const Shape&, int64_t)) {
+  if (!valid(s)) return 2;
+  const int64_t frame_rows = s.N * s.T * s.H, Wp = s.padded_width();
+  if (frame_rows == 0) return 0;
+  T* xp = scratch<T>(0, size_t(frame_rows * s.C * Wp));
+  parallel_for(frame_rows, threads, [&](int64_t row) { pad_row(x, xp, row, s.C, s.T, s.H, s.W, Wp, s.pad()); });
+  parallel_for(frame_rows, threads, [&](int64_t item) { rows(xp, y, s, item); });
+  return 0;
+}
+
+template <class T>
+int backward(const T* g, const T* x, T* gx, const Shape& s, int threads,
+             void (*rows)(const T*, const T*, T*, const Shape&, int64_t)) {
+  if (!valid(s)) return 2;
+  const int64_t frame_rows = s.N * s.T * s.H, Wp = s.padded_width(), O = s.out_channels();
+  if (frame_rows == 0) return 0;
+  T* xp = scratch<T>(0, size_t(frame_rows * s.C * Wp));
+  T* gp = scratch<T>(1, size_t(frame_rows * O * Wp));
+  parallel_for(2 * frame_rows, threads, [&](int64_t k) {
+    if (k < frame_rows) {
+      pad_row(x, xp, k, s.C, s.T, s.H, s.W, Wp, s.pad());
+    } else {
+      pad_row(g, gp, k - frame_rows, O, s.T, s.H, s.W, Wp, s.pad());
+    }
+  });
+  parallel_for(frame_rows, threads, [&](int64_t item) { rows(gp, xp, gx, s, item); });
+  return 0;
+}
+
+// No exception crosses the C boundary: allocation failure becomes status 3.
+template <class F>
+int guarded(const F& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return 3;
+  } catch (...) {
+    return 4;
+  }
+}
+
+}  // namespace
+
+DCF_EXPORT int dcf_correlation_abi_version() { return kAbiVersion; }
+
+// All entry points return 0 on success, 2 for invalid arguments (K must be odd and <= 11),
+// 3 if the scratch buffer could not be allocated, 4 for any other failure.
+DCF_EXPORT int dcf_correlation_forward_f32(const float* x, float* y, int64_t N, int64_t C, int64_t T,
+                                           int64_t H, int64_t W, int K, int L, int threads) {
+  return guarded([&] { return forward<float>(x, y, Shape{N, C, T, H, W, K, L}, threads, forward_rows_f32); });
+}
+DCF_EXPORT int dcf_correlation_forward_f64(const double* x, double* y, int64_t N, int64_t C, int64_t T,
+                                           int64_t H, int64_t W, int K, int L, int threads) {
+  return guarded([&] { return forward<double>(x, y, Shape{N, C, T, H, W, K, L}, threads, forward_rows_f64); });
+}
+DCF_EXPORT int dcf_correlation_backward_f32(const float* grad_y, const float* x, float* grad_x, int64_t N,
+                                            int64_t C, int64_t T, int64_t H, int64_t W, int K, int L,
+                                            int threads) {
+  return guarded([&] {
+    return backward<float>(grad_y, x, grad_x, Shape{N, C, T, H, W, K, L}, threads, backward_rows_f32);
+  });
+}
+DCF_EXPORT int dcf_correlation_backward_f64(const double* grad_y, const double* x, double* grad_x,
+                                            int64_t N, int64_t C, int64_t T, int64_t H, int64_t W, int K,
+                                            int L, int threads) {
+  return guarded([&] {
+    return backward<double>(grad_y, x, grad_x, Shape{N, C, T, H, W, K, L}, threads, backward_rows_f64);
+  });
+}
