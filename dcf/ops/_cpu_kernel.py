@@ -16,7 +16,7 @@ import os
 import torch
 from torch import Tensor
 
-ABI_VERSION = 4  # must match kAbiVersion in csrc/correlation_cpu.cpp
+ABI_VERSION = 5  # must match kAbiVersion in csrc/correlation_cpu.cpp
 _MODULE = "dcf.ops._correlation_cpu"
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dcf.ops import correlation, correlation_macs, correlation_reference
+from dcf.ops import _cpu_kernel, correlation, correlation_macs, correlation_reference
 from dcf.ops.reference import correlation_backward_reference, temporal_offsets
 
 # Written tolerances. Float64: both paths sum the same products, only the order differs.
@@ -118,6 +118,38 @@ def test_matches_reference(shape: tuple[int, ...], k: int, big_l: int, cpu_backe
     expected = correlation_reference(x, k, big_l)
     torch.testing.assert_close(correlation(x, k, big_l), expected, **F64_TOL)
     torch.testing.assert_close(correlation(x.float(), k, big_l), expected.float(), **F32_TOL)
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "big_l"), [((2, 3, 5, 6, 19), 5, 2), ((1, 2, 4, 3, 40), 3, 3), ((1, 1, 2, 9, 5), 7, 1)]
+)
+def test_kernel_writes_every_output_element(shape: tuple[int, ...], k: int, big_l: int) -> None:
+    # The kernel never relies on a zeroed output: start from NaN and expect the exact reference.
+    lib = _cpu_kernel._library()
+    if lib is None:
+        pytest.skip("compiled CPU kernel not built")
+    x = torch.randn(shape, dtype=torch.float64)
+    y = torch.full((shape[0], k * k * 2 * big_l, *shape[2:]), float("nan"), dtype=torch.float64)
+    status = lib.dcf_correlation_forward_f64(x.data_ptr(), y.data_ptr(), *shape, k, big_l, 2)
+    assert status == 0
+    torch.testing.assert_close(y, correlation_reference(x, k, big_l), **F64_TOL)
+    grad_y = torch.randn_like(y)
+    grad_x = torch.full_like(x, float("nan"))
+    status = lib.dcf_correlation_backward_f64(
+        grad_y.data_ptr(), x.data_ptr(), grad_x.data_ptr(), *shape, k, big_l, 2
+    )
+    assert status == 0
+    torch.testing.assert_close(grad_x, correlation_backward_reference(grad_y, x, k, big_l), **F64_TOL)
+
+
+def test_kernel_rejects_bad_arguments() -> None:
+    lib = _cpu_kernel._library()
+    if lib is None:
+        pytest.skip("compiled CPU kernel not built")
+    x = torch.randn(1, 2, 2, 3, 3)
+    y = torch.empty(1, 8 * 2, 2, 3, 3)
+    assert lib.dcf_correlation_forward_f32(x.data_ptr(), y.data_ptr(), 1, 2, 2, 3, 3, 4, 1, 1) == 2  # even K
+    assert lib.dcf_correlation_forward_f32(x.data_ptr(), y.data_ptr(), 1, 2, 2, 3, 3, 3, 0, 1) == 2  # L < 1
 
 
 def test_non_contiguous_input(cpu_backend: str) -> None:

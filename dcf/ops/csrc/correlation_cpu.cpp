@@ -10,9 +10,10 @@
 // Layout of the work: the input is first copied into a buffer of layout (N, T, H, C, Wp) whose
 // rows carry P = r*L zeros on both sides, so every displaced read along W is in bounds and reads
 // zero outside the frame, and the reduction over C walks memory sequentially. One work item is one
-// output row (n, t, i); for each (tau, dy) and each chunk of 16 columns the K accumulators (one per
-// dx) stay in vector registers for the whole reduction over C, and every output element is
-// written exactly once. GCC emits AVX2 and AVX-512 clones of the row kernels and
+// row (n, t, i); for each (tau > 0, dy) and each chunk of 16 columns the K accumulators (one per
+// dx) stay in vector registers for the whole reduction over C. Each product serves both +tau and
+// its mirror -tau, so half of them are never computed; every output element is written exactly
+// once. GCC emits AVX2 and AVX-512 clones of the row kernels and
 // picks one at load time for the CPU at hand.
 #include <algorithm>
 #include <cmath>
@@ -31,7 +32,7 @@
 
 namespace {
 
-constexpr int kAbiVersion = 4;
+constexpr int kAbiVersion = 5;
 constexpr int kChunk = 16;  // columns per register block
 
 // GCC vector extension types of `Lanes` elements: the compiler maps them onto the widest
@@ -90,12 +91,22 @@ DCF_INLINE void pad_row(const T* src, T* dst, int64_t row, int64_t C, int64_t T_
   }
 }
 
+// Where a block of Rows output rows goes. The dot product <x[t,i,j], x[t+tau,i+dy,j+dx]> is
+// y[+tau, dy, dx] at (t, i, j) and also y[-tau, -dy, -dx] at (t+tau, i+dy, j+dx): the kernel
+// computes each product once, for tau > 0, and writes it to both places.
+template <class T, int Rows>
+struct RowTargets {
+  T* direct[Rows];  // row i of channel (tau, dy, dx = -r*d); channel dx steps by +stride
+  T* mirror[Rows];  // row i+dy of frame t+tau, channel (-tau, -dy, -dx = +r*d); steps by -stride
+};
+
+// Stores lanes [l0, l1) of v at dst[l0..l1).
 template <class T, int Lanes>
-DCF_INLINE void store_row(T* dst, const Vec<T, Lanes>& v, int64_t lanes) {
-  if (lanes == Lanes) {
+DCF_INLINE void store_lanes(T* dst, const Vec<T, Lanes>& v, int64_t l0, int64_t l1) {
+  if (l0 == 0 && l1 == Lanes) {
     std::memcpy(dst, &v, sizeof(v));
   } else {
-    for (int64_t l = 0; l < lanes; ++l) dst[l] = v[l];
+    for (int64_t l = l0; l < l1; ++l) dst[l] = v[l];
   }
 }
 
@@ -103,8 +114,9 @@ DCF_INLINE void store_row(T* dst, const Vec<T, Lanes>& v, int64_t lanes) {
 // all sharing the row `a`: the Rows*K accumulators stay in registers for the whole reduction over
 // C (enough independent chains to hide the FMA latency), and each load of `a` feeds Rows*K FMAs.
 template <class T, int K, int Lanes, int Rows>
-DCF_INLINE void forward_chunk(const T* a, const T* const* b, T* const* out, int64_t j0, int64_t out_stride,
-                              int64_t C, int64_t Wp, int d, T scale, int64_t lanes) {
+DCF_INLINE void forward_chunk(const T* a, const T* const* b, const RowTargets<T, Rows>& to, int64_t j0,
+                              int64_t W, int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
+  constexpr int r = K / 2;
   Vec<T, Lanes> acc[Rows][K] = {};
   a += j0;
   const T* bp[Rows];
@@ -117,26 +129,34 @@ DCF_INLINE void forward_chunk(const T* a, const T* const* b, T* const* out, int6
       for (int dxi = 0; dxi < K; ++dxi) acc[q][dxi] += av * load<T, Lanes>(bp[q] + c * Wp + dxi * d);
     }
   }
+  const int64_t lanes = std::min<int64_t>(Lanes, W - j0);
   for (int q = 0; q < Rows; ++q) {
     for (int dxi = 0; dxi < K; ++dxi) {
-      store_row<T, Lanes>(out[q] + dxi * out_stride + j0, acc[q][dxi] * scale, lanes);
+      const Vec<T, Lanes> v = acc[q][dxi] * scale;
+      store_lanes<T, Lanes>(to.direct[q] + dxi * out_stride + j0, v, 0, lanes);
+      // Mirror: column j + dx, for the lanes where that column is inside the frame.
+      const int64_t dx = int64_t(dxi - r) * d;
+      const int64_t l0 = std::max<int64_t>(0, -dx - j0), l1 = std::min<int64_t>(lanes, W - dx - j0);
+      if (l1 > l0) store_lanes<T, Lanes>(to.mirror[q] - dxi * out_stride + j0 + dx, v, l0, l1);
     }
   }
 }
 
 template <class T, int K, int Rows>
-DCF_INLINE void forward_rows_block(const T* a, const T* const* b, T* const* out, int64_t W, int64_t out_stride,
-                                   int64_t C, int64_t Wp, int d, T scale) {
+DCF_INLINE void forward_rows_block(const T* a, const T* const* b, const RowTargets<T, Rows>& to, int64_t W,
+                                   int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
   int64_t j0 = 0;
   for (; j0 + kChunk / 2 < W; j0 += kChunk) {
-    forward_chunk<T, K, kChunk, Rows>(a, b, out, j0, out_stride, C, Wp, d, scale, std::min<int64_t>(kChunk, W - j0));
+    forward_chunk<T, K, kChunk, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
   }
   if (j0 < W) {  // a tail of at most half a chunk
-    forward_chunk<T, K, kChunk / 2, Rows>(a, b, out, j0, out_stride, C, Wp, d, scale, W - j0);
+    forward_chunk<T, K, kChunk / 2, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
   }
 }
 
-// Forward, one output row (n, t, i) of all K*K*2L channels. xp: padded input (N, T, H, C, Wp).
+// Forward for one row (n, t, i): the tau > 0 outputs of this row and their mirrors (tau < 0,
+// elsewhere), plus zeros for the tau < 0 entries of this row that no partner reaches.
+// xp: padded input (N, T, H, C, Wp).
 template <class T, int K>
 DCF_INLINE void forward_row(const T* xp, T* y, const Shape& s, int64_t item) {
   constexpr int r = K / 2;
@@ -145,25 +165,51 @@ DCF_INLINE void forward_row(const T* xp, T* y, const Shape& s, int64_t item) {
   const int64_t plane = H * W, out_stride = s.T * plane;
   const T scale = T(1) / std::sqrt(T(C));
   const T* a = xp + ((n * s.T + t) * H + i) * C * Wp + P;
-  for (int tau_index = 0; tau_index < 2 * s.L; ++tau_index) {
-    const int tau = tau_of(tau_index, s.L), d = std::abs(tau);
-    const int64_t tp = t + tau;
-    const T* b[K];  // partner rows (shifted to dx = -r*d) of the valid dy
-    T* out[K];
+  // Row `row` of frame `frame` in channel (tau_index, dyi, dxi).
+  auto out_row = [&](int tau_index, int dyi, int dxi, int64_t frame, int64_t row) {
+    const int64_t o = (int64_t(tau_index) * K + dyi) * K + dxi;
+    return y + ((n * s.out_channels() + o) * s.T + frame) * plane + row * W;
+  };
+  for (int tau = 1; tau <= s.L; ++tau) {
+    const int d = tau, plus = s.L - 1 + tau, minus = s.L - tau;  // channel-group indices of +tau, -tau
+    const int64_t tp = t + tau, tm = t - tau;
+    const T* b[K];
+    RowTargets<T, 2> to[(K + 1) / 2];
     int rows = 0;
     for (int dyi = 0; dyi < K; ++dyi) {
-      const int64_t ii = i + int64_t(dyi - r) * d;
-      T* o = y + ((n * s.out_channels() + int64_t(tau_index * K + dyi) * K) * s.T + t) * plane + i * W;
-      if (tp < 0 || tp >= s.T || ii < 0 || ii >= H) {
-        for (int dxi = 0; dxi < K; ++dxi) std::memset(o + dxi * out_stride, 0, sizeof(T) * W);
-        continue;
+      const int64_t dy = int64_t(dyi - r) * d;
+      // Direct outputs of this row: computed below, or zero where the partner row is outside.
+      if (tp >= s.T || i + dy < 0 || i + dy >= H) {
+        for (int dxi = 0; dxi < K; ++dxi) std::memset(out_row(plus, dyi, dxi, t, i), 0, sizeof(T) * W);
+      } else {
+        b[rows] = xp + ((n * s.T + tp) * H + i + dy) * C * Wp + P - int64_t(r) * d;
+        to[rows / 2].direct[rows % 2] = out_row(plus, dyi, 0, t, i);
+        to[rows / 2].mirror[rows % 2] = out_row(minus, K - 1 - dyi, K - 1, tp, i + dy);
+        ++rows;
       }
-      b[rows] = xp + ((n * s.T + tp) * H + ii) * C * Wp + P - int64_t(r) * d;
-      out[rows++] = o;
+      // Mirrored outputs of this row, channel (-tau, dy, dx), come from row (t-tau, i+dy) at
+      // column j+dx; zero the entries where that source is outside.
+      const bool source_row = tm >= 0 && i + dy >= 0 && i + dy < H;
+      for (int dxi = 0; dxi < K; ++dxi) {
+        T* o = out_row(minus, dyi, dxi, t, i);
+        const int64_t dx = int64_t(dxi - r) * d;
+        if (!source_row) {
+          std::memset(o, 0, sizeof(T) * W);
+        } else if (dx > 0) {
+          std::memset(o + std::max<int64_t>(0, W - dx), 0, sizeof(T) * std::min<int64_t>(W, dx));
+        } else if (dx < 0) {
+          std::memset(o, 0, sizeof(T) * std::min<int64_t>(W, -dx));
+        }
+      }
     }
     int q = 0;
-    for (; q + 2 <= rows; q += 2) forward_rows_block<T, K, 2>(a, b + q, out + q, W, out_stride, C, Wp, d, scale);
-    if (q < rows) forward_rows_block<T, K, 1>(a, b + q, out + q, W, out_stride, C, Wp, d, scale);
+    for (; q + 2 <= rows; q += 2) {
+      forward_rows_block<T, K, 2>(a, b + q, to[q / 2], W, out_stride, C, Wp, d, scale);
+    }
+    if (q < rows) {
+      RowTargets<T, 1> last{{to[q / 2].direct[0]}, {to[q / 2].mirror[0]}};
+      forward_rows_block<T, K, 1>(a, b + q, last, W, out_stride, C, Wp, d, scale);
+    }
   }
 }
 
@@ -204,8 +250,8 @@ DCF_INLINE void backward_row(const T* gp, const T* xp, T* gx, const Shape& s, in
           }
         }
       }
-      store_row<T, kChunk>(gx + ((n * C + c) * s.T + t) * H * W + i * W + j0, acc * scale,
-                std::min<int64_t>(kChunk, W - j0));
+      store_lanes<T, kChunk>(gx + ((n * C + c) * s.T + t) * H * W + i * W + j0, acc * scale, 0,
+                             std::min<int64_t>(kChunk, W - j0));
     }
   }
 }
