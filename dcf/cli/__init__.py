@@ -8,16 +8,17 @@ import sys
 from collections.abc import Sequence
 
 from dcf import __version__
-from dcf.cli import models
+from dcf.cli import data, evaluate, models, train
 
 # Each subcommand module offers add_parser(subparsers) and run(args) -> exit code.
-SUBCOMMANDS = (models,)
+SUBCOMMANDS = (models, data, train, evaluate)
 
 EPILOG = """\
 examples:
-  dcf models                       parameters and multiply-adds of every model (paper Table 3)
-  dcf models x3d_s x3d_s_dcf       just these two
-  dcf models --frames 8 --size 112 at another clip size
+  dcf models                                   parameters and multiply-adds (paper Table 3)
+  dcf data synth --out data/synth --seed 0 --videos-per-class 50
+  dcf train --config configs/demo.toml         train (add --resume to continue)
+  dcf eval --checkpoint runs/demo/best.safetensors --data data/synth --split val
 
 Run 'dcf COMMAND --help' for the options of a command.
 """
@@ -48,6 +49,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args))
-    except ValueError as exc:  # bad user input: one line, no traceback
+    except (ValueError, FileNotFoundError) as exc:  # bad user input: one line, no traceback
         print(f"dcf {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,1 @@
+"""Data: formats, decoding, sampling, preprocessing and the synthetic motion dataset."""

@@ -1,0 +1,128 @@
+"""Training configuration: a TOML file plus ``--set section.key=value`` overrides.
+
+Parsing stops here; the training loop receives frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dcf._json import lists_to_tuples
+from dcf.data.datasets import FORMATS, Format
+from dcf.data.spec import InputSpec, Sampling
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    architecture: str = "x3d_xs_dcf"  # a name from `dcf models`
+    kwargs: dict[str, Any] = field(default_factory=dict)  # build_model overrides, e.g. widths, dropout
+
+
+@dataclass(frozen=True)
+class DataSection:
+    root: str = "data"  # dataset folder
+    format: Format = "folder"  # ssv1 | ssv2 | kinetics | folder
+    train_split: str = "train"
+    val_split: str = "val"
+    num_frames: int = 8
+    crop_size: int = 112
+    sampling: Sampling = "segment"
+    interval: int | None = None  # frame stride for interval sampling; None: the paper's for num_frames
+    train_short_side: tuple[int, int] | None = None  # None: [256, 320] scaled to the crop
+    test_short_side: int | None = None  # None: 256 scaled to the crop
+    workers: int = 2  # data loader processes per training process
+
+    def input_spec(self) -> InputSpec:
+        overrides: dict[str, Any] = {"sampling": self.sampling}
+        for name in ("interval", "train_short_side", "test_short_side"):
+            if getattr(self, name) is not None:
+                overrides[name] = getattr(self, name)
+        return InputSpec.for_crop(self.num_frames, self.crop_size, **overrides)
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    epochs: int = 30
+    batch_size: int = 16  # clips per step, summed over all processes
+    lr: float = 0.1  # peak learning rate (after warm-up)
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    warmup_epochs: float = 1.0  # linear warm-up, then half-period cosine to zero
+    amp: bool = True  # mixed precision; used on CUDA only
+
+
+@dataclass(frozen=True)
+class RunSection:
+    out: str = "runs/dcf"  # checkpoints and metrics.jsonl go here
+    seed: int = 0
+    log_every: int = 10  # steps between progress-bar metric updates
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    optim: OptimSection = OptimSection()
+    run: RunSection = RunSection()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(sections)
+        if unknown:
+            raise ValueError(f"unknown config sections {sorted(unknown)}; expected {sorted(sections)}")
+        built = {}
+        for name, section_cls in ((f.name, type(getattr(cls(), f.name))) for f in dataclasses.fields(cls)):
+            values = dict(data.get(name, {}))
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            bad = set(values) - known
+            if bad:
+                raise ValueError(f"unknown keys {sorted(bad)} in [{name}]; expected some of {sorted(known)}")
+            built[name] = section_cls(**lists_to_tuples(values, keep=("kwargs",)))
+        config = cls(**built)
+        if config.data.format not in FORMATS:
+            raise ValueError(f"[data] format must be one of {', '.join(FORMATS)}, got {config.data.format!r}")
+        return config
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Applies ``section.key=value`` (nested keys allowed; value in TOML syntax, else a string)."""
+    if "=" not in assignment:
+        raise ValueError(f"override {assignment!r} must look like section.key=value")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    parts = key.strip().split(".")
+    if len(parts) < 2:
+        raise ValueError(f"override {assignment!r} must name a section and a key, e.g. optim.lr=0.05")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {assignment!r}: {part!r} is not a table")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The config of a TOML file (or the defaults) with overrides applied."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: invalid TOML: {exc}") from None
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return TrainConfig.from_dict(data)

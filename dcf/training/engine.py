@@ -1,0 +1,288 @@
+"""The training loop: one process on CPU or GPU, or many under ``torchrun`` (DistributedDataParallel).
+
+Rank 0 alone logs, writes ``metrics.jsonl`` and checkpoints. ``last.safetensors`` (the model) and
+``last.state.safetensors`` (optimizer, scaler, progress) are written atomically after every
+epoch, so a killed run resumes from its last finished epoch; ``best.safetensors`` keeps the best
+validation top-1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from safetensors import safe_open
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from dcf.checkpoint import (
+    CheckpointConfig,
+    atomic_save,
+    model_kwargs_to_json,
+    read_checkpoint,
+    save_checkpoint,
+)
+from dcf.data.datasets import ClipDataset, VideoList, read_dataset
+from dcf.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Distributed:
+    """Joins the process group that ``torchrun`` describes in the environment, if any."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return Distributed(int(os.environ.get("RANK", "0")), world_size, device)
+
+
+def topk_correct(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
+    """How many rows have their label among the top k scores, for each k."""
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    hits = top == labels[:, None]
+    return [int(hits[:, :k].any(dim=1).sum()) for k in ks]
+
+
+def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
+    """Linear warm-up to ``peak``, then half-period cosine to zero (paper App. D)."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: DataLoader, device: torch.device, *, progress: bool = False
+) -> dict[str, float]:
+    """Top-1 and top-5 (percent) with views (clips x crops) averaged as softmax scores."""
+    model.eval()
+    correct1 = correct5 = total = 0
+    for clips, labels in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        n, views = clips.shape[:2]  # (N, views, 3, T, S, S)
+        scores = model(clips.flatten(0, 1).to(device)).softmax(dim=1).view(n, views, -1).mean(dim=1)
+        c1, c5 = topk_correct(scores.cpu(), labels)
+        correct1, correct5, total = correct1 + c1, correct5 + c5, total + n
+    counts = torch.tensor([correct1, correct5, total], dtype=torch.float64)
+    if dist.is_initialized():
+        dist.all_reduce(counts)
+    c1, c5, n = counts.tolist()
+    return {"top1": 100 * c1 / max(n, 1), "top5": 100 * c5 / max(n, 1), "videos": int(n)}
+
+
+def _save_state(
+    path: Path, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, progress: dict[str, Any]
+) -> None:
+    state = optimizer.state_dict()
+    tensors = {
+        f"optimizer.{index}.{name}": value
+        for index, slots in state["state"].items()
+        for name, value in slots.items()
+        if isinstance(value, Tensor)
+    }
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"param_groups": state["param_groups"], "scaler": scaler.state_dict(), "progress": progress}
+    atomic_save(tensors, path, {"dcf_train_state": json.dumps(meta)})
+
+
+def _load_state(path: Path, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> dict[str, Any]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {})["dcf_train_state"])
+        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    slots: dict[int, dict[str, Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            slots.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+    if meta["scaler"]:
+        scaler.load_state_dict(meta["scaler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return dict(meta["progress"])
+
+
+def _loader(
+    dataset: ClipDataset, batch_size: int, workers: int, env: Distributed, *, train: bool, seed: int
+) -> DataLoader:
+    sampler: DistributedSampler | None = (
+        DistributedSampler(dataset, env.world_size, env.rank, shuffle=train, seed=seed)
+        if env.world_size > 1
+        else None
+    )
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=train,
+        generator=generator,
+        persistent_workers=workers > 0,
+        pin_memory=env.device.type == "cuda",
+    )
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, float]:
+    """Trains as ``config`` says; returns the final validation metrics."""
+    env = setup_distributed()
+    out = Path(config.run.out)
+    torch.manual_seed(config.run.seed)
+    spec = config.data.input_spec()
+    train_videos = read_dataset(config.data.root, config.data.format, config.data.train_split)
+    val_videos: VideoList = read_dataset(config.data.root, config.data.format, config.data.val_split)
+    if train_videos.classes != val_videos.classes:
+        raise ValueError(
+            f"train and val splits name different classes: {train_videos.classes} vs {val_videos.classes}"
+        )
+    ckpt_config = CheckpointConfig(
+        architecture=config.model.architecture,
+        classes=tuple(train_videos.classes),
+        input_spec=spec,
+        model_kwargs=model_kwargs_to_json(config.model.kwargs),
+        recipe=config.to_dict(),
+    )
+    model = ckpt_config.build().to(env.device)
+    per_process = max(1, config.optim.batch_size // env.world_size)
+    train_set = ClipDataset(train_videos, spec, train=True, seed=config.run.seed)
+    train_loader = _loader(train_set, per_process, config.data.workers, env, train=True, seed=config.run.seed)
+    val_loader = _loader(
+        ClipDataset(val_videos, spec, train=False), per_process, config.data.workers, env, train=False, seed=0
+    )
+    if len(train_loader) == 0:
+        raise ValueError(f"{len(train_set)} training videos are fewer than one batch of {per_process}")
+
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
+    optimizer = torch.optim.SGD(
+        [
+            {"params": decay, "weight_decay": config.optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.optim.lr,
+        momentum=config.optim.momentum,
+    )
+    use_amp = config.optim.amp and env.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start_epoch, best = 0, -1.0
+    if resume and (out / "last.state.safetensors").exists():
+        model.load_state_dict(read_checkpoint(out / "last.safetensors")[1])
+        state = _load_state(out / "last.state.safetensors", optimizer, scaler)
+        start_epoch, best = state["epoch"] + 1, state["best_top1"]
+        if env.is_main:
+            logger.info("resuming %s after epoch %d (best top-1 %.2f%%)", out, state["epoch"] + 1, best)
+    elif resume:
+        logger.info("nothing to resume in %s; starting afresh", out)
+    net: nn.Module = DistributedDataParallel(model) if env.world_size > 1 else model
+
+    steps_per_epoch = len(train_loader)
+    total_steps = steps_per_epoch * config.optim.epochs
+    warmup = round(steps_per_epoch * config.optim.warmup_epochs)
+    criterion = nn.CrossEntropyLoss()
+    metrics: dict[str, float] = {}
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        logger.info(
+            "training %s on %d videos (%d classes), %d steps/epoch of %d clips, device %s, %d process(es)",
+            config.model.architecture,
+            len(train_set),
+            len(train_videos.classes),
+            steps_per_epoch,
+            per_process * env.world_size,
+            env.device,
+            env.world_size,
+        )
+    for epoch in range(start_epoch, config.optim.epochs):
+        net.train()
+        train_set.epoch = epoch
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
+        loss_sum = correct = seen = 0.0
+        start = time.perf_counter()
+        bar = tqdm(
+            train_loader,
+            desc=f"epoch {epoch + 1}/{config.optim.epochs}",
+            unit="step",
+            disable=not (progress and env.is_main),
+        )
+        for i, (clips, labels) in enumerate(bar):
+            step = epoch * steps_per_epoch + i
+            lr = learning_rate(step, total_steps, warmup, config.optim.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            clips, labels = clips.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
+            with torch.autocast(env.device.type, enabled=use_amp):
+                logits = net(clips)
+                loss = criterion(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += float(loss.detach()) * len(labels)
+            correct += topk_correct(logits.detach().float().cpu(), labels.cpu(), (1,))[0]
+            seen += len(labels)
+            if i % config.run.log_every == 0:
+                bar.set_postfix(
+                    loss=f"{loss_sum / seen:.3f}", top1=f"{100 * correct / seen:.1f}", lr=f"{lr:.4f}"
+                )
+        elapsed = time.perf_counter() - start
+        val = evaluate(net, val_loader, env.device)
+        metrics = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / seen,
+            "train_top1": 100 * correct / seen,
+            "val_top1": val["top1"],
+            "val_top5": val["top5"],
+            "lr": lr,
+            "clips_per_s": seen * env.world_size / elapsed,
+            "epoch_s": elapsed,
+        }
+        if env.is_main:
+            with (out / "metrics.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps(metrics) + "\n")
+            logger.info(
+                "epoch %d: loss %.3f, train top-1 %.1f%%, val top-1 %.1f%% top-5 %.1f%%, %.1f clips/s",
+                epoch + 1,
+                metrics["loss"],
+                metrics["train_top1"],
+                val["top1"],
+                val["top5"],
+                metrics["clips_per_s"],
+            )
+            save_checkpoint(out / "last.safetensors", model, ckpt_config)
+            if val["top1"] > best:
+                best = val["top1"]
+                save_checkpoint(out / "best.safetensors", model, ckpt_config)
+            _save_state(
+                out / "last.state.safetensors", optimizer, scaler, {"epoch": epoch, "best_top1": best}
+            )
+        if dist.is_initialized():
+            dist.barrier()
+    return metrics

@@ -1,0 +1,63 @@
+"""Training config: TOML file, overrides and clear errors."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from dcf.training.config import load_config
+from dcf.training.engine import learning_rate, topk_correct
+
+
+def test_defaults_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\narchitecture = "x3d_s_dcf"\n[optim]\nlr = 0.4\n')
+    config = load_config(
+        path,
+        ["optim.lr=0.05", "data.train_short_side=[40, 50]", "model.kwargs.dropout=0.2", "run.out=somewhere"],
+    )
+    assert config.model.architecture == "x3d_s_dcf"
+    assert config.optim.lr == 0.05
+    assert config.data.train_short_side == (40, 50)
+    assert config.model.kwargs == {"dropout": 0.2}
+    assert config.run.out == "somewhere"
+    assert config.optim.epochs == 30  # untouched default
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.learning_rate=1"], r"unknown keys \['learning_rate'\] in \[optim\]"),
+        (["optimizer.lr=1"], r"unknown config sections \['optimizer'\]"),
+        (["lr=1"], "must name a section and a key"),
+        (["optim.lr"], "must look like section.key=value"),
+        (["data.format=avi"], "format must be one of"),
+    ],
+)
+def test_bad_overrides(overrides: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(None, overrides)
+
+
+def test_bad_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="config file not found"):
+        load_config(tmp_path / "none.toml")
+    (tmp_path / "bad.toml").write_text("[optim\nlr = ")
+    with pytest.raises(ValueError, match="invalid TOML"):
+        load_config(tmp_path / "bad.toml")
+
+
+def test_schedule_warms_up_then_decays_to_zero() -> None:
+    lrs = [learning_rate(s, 100, 10, 1.0) for s in range(101)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0) and lrs[55] == pytest.approx(0.5) and lrs[100] == pytest.approx(0.0)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+
+
+def test_topk_correct() -> None:
+    import torch
+
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.3], [0.2, 0.3, 0.5]])
+    assert topk_correct(logits, torch.tensor([1, 2, 0]), (1, 2)) == [1, 2]
