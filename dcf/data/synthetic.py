@@ -132,7 +132,7 @@ def render_video(
     label: int, rng: np.random.Generator, *, num_frames: int = 24, size: int = 128
 ) -> np.ndarray:
     """Frames (T, size, size, 3) uint8 of one video of class ``label``."""
-    background = _texture(rng, size, contrast=rng.uniform(0.3, 0.6))  # busy, but less than objects
+    background = _texture(rng, size, contrast=rng.uniform(0.15, 0.35))  # textured, but calmer than objects
     distractors = [
         (
             _texture(rng, 32),
@@ -143,7 +143,12 @@ def render_video(
         for _ in range(rng.integers(0, 3))
     ]
     sprite, disk = _texture(rng, 32), bool(rng.integers(2))
-    half = rng.uniform(0.1, 0.16) * size
+    # Objects stand out from the background by brightness, as things in real videos mostly do:
+    # dark objects on a light background or the reverse, the moving one like the distractors.
+    tone = 0.1 if background.mean() > 0.5 else 0.9
+    sprite = 0.5 * sprite + 0.5 * tone
+    distractors = [(0.5 * texture + 0.5 * tone, *rest) for texture, *rest in distractors]
+    half = rng.uniform(0.12, 0.18) * size
     progress = np.linspace(0, 1, num_frames)
     dx, dy, scale, angle = CLASSES[label][1](progress, rng)
     # Start where the whole motion stays (mostly) inside the frame.

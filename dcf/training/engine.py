@@ -143,7 +143,6 @@ def _loader(
         num_workers=workers,
         drop_last=train,
         generator=generator,
-        persistent_workers=workers > 0,
         pin_memory=env.device.type == "cuda",
     )
 
