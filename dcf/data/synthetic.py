@@ -133,21 +133,19 @@ def render_video(
 ) -> np.ndarray:
     """Frames (T, size, size, 3) uint8 of one video of class ``label``."""
     background = _texture(rng, size, contrast=rng.uniform(0.15, 0.35))  # textured, but calmer than objects
+    # Objects stand out from the background by brightness, as things in real videos mostly do:
+    # dark objects on a light background or the reverse, the moving one like the distractors.
+    tone = 0.1 if background.mean() > 0.5 else 0.9
     distractors = [
         (
-            _texture(rng, 32),
+            0.5 * _texture(rng, 32) + 0.5 * tone,
             bool(rng.integers(2)),
             rng.uniform(0.1, 0.9, 2) * size,
             rng.uniform(0.06, 0.14) * size,
         )
         for _ in range(rng.integers(0, 3))
     ]
-    sprite, disk = _texture(rng, 32), bool(rng.integers(2))
-    # Objects stand out from the background by brightness, as things in real videos mostly do:
-    # dark objects on a light background or the reverse, the moving one like the distractors.
-    tone = 0.1 if background.mean() > 0.5 else 0.9
-    sprite = 0.5 * sprite + 0.5 * tone
-    distractors = [(0.5 * texture + 0.5 * tone, *rest) for texture, *rest in distractors]
+    sprite, disk = 0.5 * _texture(rng, 32) + 0.5 * tone, bool(rng.integers(2))
     half = rng.uniform(0.12, 0.18) * size
     progress = np.linspace(0, 1, num_frames)
     dx, dy, scale, angle = CLASSES[label][1](progress, rng)
@@ -176,9 +174,9 @@ def render_video(
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int = 12) -> None:
-    """Encodes (T, H, W, 3) uint8 as lossless H.264.
+    """Encodes (T, H, W, 3) uint8 as H.264, lossless after the (deterministic) RGB to YUV 4:2:0 step.
 
-    Lossless, because x264's bitstream is not always the same from run to run; its decoded frames
+    Lossless, because x264's bitstream is not always the same from run to run; the decoded frames
     then are, so the dataset depends on the seed alone.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
