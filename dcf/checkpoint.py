@@ -96,14 +96,22 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: CheckpointConfig
     atomic_save(dict(model.state_dict()), Path(path), {_META_KEY: config.to_json()})
 
 
+DEMO = "demo"  # names the bundled demo checkpoint wherever a checkpoint path is taken
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """``"demo"`` is the demo checkpoint shipped inside the package; anything else is a file path."""
+    return Path(__file__).parent / "assets" / "demo.safetensors" if str(path) == DEMO else Path(path)
+
+
 def read_checkpoint(path: str | Path) -> tuple[CheckpointConfig, dict[str, torch.Tensor]]:
-    """The config and the tensors of a checkpoint file.
+    """The config and the tensors of a checkpoint file (or of ``"demo"``).
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
         ValueError: If it is not a DCF checkpoint (not safetensors, or no DCF config).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
@@ -119,6 +127,9 @@ def read_checkpoint(path: str | Path) -> tuple[CheckpointConfig, dict[str, torch
 
 def load_checkpoint(path: str | Path) -> nn.Module:
     """The model of a checkpoint, in eval mode, carrying ``classes``, ``input_spec`` and ``checkpoint_config``.
+
+    ``path`` is a ``.safetensors`` checkpoint, or ``"demo"`` for the bundled demo model (a narrow
+    X3D-XS with DCF trained on the synthetic motion dataset; see the README).
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.

@@ -13,6 +13,7 @@ clips x 3 crops (--clips 10 --crops 3), scores averaged over the views. Sampling
 preprocessing come from the checkpoint's own input spec.
 
 examples:
+  dcf eval --checkpoint demo --data data/synth --split test
   dcf eval --checkpoint runs/demo/best.safetensors --data data/synth --split val
   dcf eval --checkpoint runs/demo/best.safetensors --data data/ssv2 --format ssv2 --split validation --json
 """
@@ -25,7 +26,9 @@ def add_parser(subparsers: Any) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (.safetensors)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="checkpoint file (.safetensors), or 'demo' for the bundled model"
+    )
     parser.add_argument("--data", type=Path, required=True, help="dataset folder")
     parser.add_argument(
         "--format",
