@@ -12,20 +12,23 @@ from dcf.data.spec import InputSpec
 
 
 def segment_indices(
-    num_video_frames: int, num_segments: int, *, rng: random.Random | None = None
+    num_video_frames: int,
+    num_segments: int,
+    *,
+    rng: random.Random | None = None,
+    position: float = 0.5,
 ) -> list[int]:
     """TSN sampling: one frame from each of ``num_segments`` equal segments.
 
-    With ``rng`` (training) the frame is random within its segment; without, it is the segment's
-    middle frame (evaluation).
+    With ``rng`` (training) the frame is random within its segment; without, it sits at
+    ``position`` (0..1) of the segment, the middle by default (evaluation).
     """
     _check(num_video_frames)
     length = num_video_frames / num_segments
     indices = []
     for k in range(num_segments):
-        start = k * length
-        offset = rng.random() * length if rng is not None else length / 2
-        indices.append(min(int(start + offset), num_video_frames - 1))
+        offset = rng.random() if rng is not None else position
+        indices.append(min(int((k + offset) * length), num_video_frames - 1))
     return indices
 
 
@@ -77,11 +80,9 @@ def sample_indices(
             clip_index=clip_index,
             num_clips=num_clips,
         )
-    if rng is not None or num_clips == 1:
-        return segment_indices(num_video_frames, spec.num_frames, rng=rng)
-    length = num_video_frames / spec.num_frames
-    offset = (clip_index + 0.5) / num_clips
-    return [min(int((k + offset) * length), num_video_frames - 1) for k in range(spec.num_frames)]
+    return segment_indices(
+        num_video_frames, spec.num_frames, rng=rng, position=(clip_index + 0.5) / num_clips
+    )
 
 
 def _check(num_video_frames: int) -> None:
