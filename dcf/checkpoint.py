@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
+from dcf._io import atomic_write_bytes
 from dcf._json import lists_to_tuples
 from dcf.data.spec import InputSpec
 from dcf.models import DCFConfig, build_model
@@ -85,10 +85,9 @@ def model_kwargs_to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """Writes a safetensors file so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    atomic_write_bytes(
+        path, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    )
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: CheckpointConfig) -> None:

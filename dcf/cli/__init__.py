@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from dcf import __version__
-from dcf.cli import data, evaluate, models, train
+from dcf.cli import data, evaluate, export, models, train
 
 # Each subcommand module offers add_parser(subparsers) and run(args) -> exit code.
-SUBCOMMANDS = (models, data, train, evaluate)
+SUBCOMMANDS = (models, data, train, evaluate, export)
 
 EPILOG = """\
 examples:
@@ -19,6 +19,8 @@ examples:
   dcf data synth --out data/synth --seed 0 --videos-per-class 50
   dcf train --config configs/demo.toml         train (add --resume to continue)
   dcf eval --checkpoint runs/demo/best.safetensors --data data/synth --split val
+  dcf export onnx --checkpoint demo --out demo.onnx     ONNX with the custom correlation node
+  dcf export verify --checkpoint demo --onnx demo.onnx  parity with PyTorch
 
 Run 'dcf COMMAND --help' for the options of a command.
 """
@@ -49,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args))
-    except (ValueError, FileNotFoundError) as exc:  # bad user input: one line, no traceback
+    # Bad input or a missing optional dependency (e.g. TensorRT): one line, no traceback.
+    except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"dcf {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from dcf.data.sampling import sample_indices
 from dcf.data.spec import InputSpec
 from dcf.data.transforms import eval_transform, train_transform
-from dcf.data.video import open_video
+from dcf.data.video import VideoSource, open_video
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
 Format = Literal["ssv1", "ssv2", "kinetics", "folder"]
@@ -161,8 +161,15 @@ class ClipDataset(Dataset[tuple[Tensor, int]]):
             rng = random.Random(hash((self.seed, self.epoch, index)))
             frames = video.read(sample_indices(self.spec, n, rng=rng))
             return train_transform(frames, self.spec, rng), label
-        views = []
-        for clip in range(self.num_clips):
-            frames = video.read(sample_indices(self.spec, n, clip_index=clip, num_clips=self.num_clips))
-            views.append(eval_transform(frames, self.spec, self.num_crops))
-        return torch.cat(views), label
+        return eval_views(video, self.spec, self.num_clips, self.num_crops), label
+
+
+def eval_views(video: VideoSource, spec: InputSpec, num_clips: int = 1, num_crops: int = 1) -> Tensor:
+    """The evaluation views of one video: ``num_clips`` evenly placed clips x ``num_crops`` crops,
+    each sampled and preprocessed by ``spec``; shape (num_clips * num_crops, 3, T, S, S)."""
+    n = video.info.num_frames
+    views = []
+    for clip in range(num_clips):
+        frames = video.read(sample_indices(spec, n, clip_index=clip, num_clips=num_clips))
+        views.append(eval_transform(frames, spec, num_crops))
+    return torch.cat(views)

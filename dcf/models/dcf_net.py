@@ -35,7 +35,10 @@ class DCFConfig:
 
 def pool_pyramid(volume: Tensor) -> Tensor:
     """One pyramid step: 2x2 spatial average pool, rounding up like the stride-2 stages."""
-    return F.avg_pool3d(volume, kernel_size=(1, 2, 2), stride=(1, 2, 2), ceil_mode=True)
+    # ceil_mode only matters for odd sizes; asking for it anyway sends ONNX Runtime down a pooling
+    # path ~4x slower, so the exported graph carries it only where it changes the result.
+    odd = bool(volume.shape[-2] % 2 or volume.shape[-1] % 2)
+    return F.avg_pool3d(volume, kernel_size=(1, 2, 2), stride=(1, 2, 2), ceil_mode=odd)
 
 
 class DCFNet(nn.Module):

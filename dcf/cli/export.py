@@ -1,0 +1,211 @@
+"""``dcf export``: ONNX files, TensorRT engines, and their verification against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Export a checkpoint for deployment and check the result.
+
+  onnx       one dcf::DCFCorrelation node per correlation, for TensorRT with the plugin;
+             --portable writes the op in standard ONNX ops for any ONNX runtime (CPU or GPU)
+  tensorrt   build a TensorRT engine from an exported ONNX file (needs TensorRT and a GPU)
+  verify     compare exported models with PyTorch on random and decoded clips
+
+examples:
+  dcf export onnx --checkpoint demo --out demo.onnx
+  dcf export onnx --checkpoint demo --out demo.portable.onnx --portable --dynamic-frames
+  dcf export verify --checkpoint demo --onnx demo.onnx --onnx demo.portable.onnx
+  dcf export tensorrt --onnx demo.onnx --out demo.plan --plugin trt_plugins/build/libdcf_trt_plugins.so
+"""
+
+ONNX_DESCRIPTION = """\
+Export a checkpoint to ONNX. The input 'video' is (batch, 3, frames, height, width), float32,
+normalised as the checkpoint's input spec says; the output 'logits' is (batch, classes). The batch
+axis is always dynamic. The file carries its labels, input spec, architecture and the dcf version
+as metadata, so a server needs nothing else.
+
+examples:
+  dcf export onnx --checkpoint demo --out demo.onnx                       custom node, for TensorRT
+  dcf export onnx --checkpoint demo --out demo.portable.onnx --portable   any ONNX runtime
+  dcf export onnx --checkpoint run/best.safetensors --out m.onnx --precision fp16 --dynamic-frames
+"""
+
+TENSORRT_DESCRIPTION = """\
+Build a TensorRT engine (10.x or 11.x) from a file written by 'dcf export onnx'. Precision follows
+the ONNX file (export with --precision fp16 for a half-precision engine): the network is strongly
+typed, as TensorRT 11 requires. Writes PLAN and PLAN.json (labels, input spec, TensorRT and plugin
+versions), which a server reads to refuse a mismatched engine.
+
+examples:
+  dcf export tensorrt --onnx demo.onnx --out demo.plan --plugin trt_plugins/build/libdcf_trt_plugins.so
+  dcf export tensorrt --onnx m.onnx --out m.plan --plugin LIB --batch 1:8:32 --frames 8:16:32 \\
+      --timing-cache trt.cache
+"""
+
+VERIFY_DESCRIPTION = """\
+Run the checkpoint in PyTorch (float32) and each exported model on the same inputs: random clips
+(another seed than the export traced with; other frame counts and sizes where the file is dynamic)
+and one decoded video clip (--video, or a synthetic clip encoded to H.264 and decoded back).
+Prints max abs / rel logit error and top-1 agreement per runtime and input, and passes or fails
+each against its tolerance (fp32: rel <= 1e-4; fp16: rel <= 2e-2). Portable files run in ONNX
+Runtime; custom-node files in the onnx reference evaluator with a Python DCFCorrelation (slow);
+engines in TensorRT. Exits 1 when any check fails.
+
+examples:
+  dcf export verify --checkpoint demo --onnx demo.onnx --onnx demo.portable.onnx
+  dcf export verify --checkpoint demo --engine demo.plan --plugin LIB --video clip.mp4
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export to ONNX / TensorRT and verify",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="export_command", metavar="TARGET", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+
+    onnx_parser = commands.add_parser(
+        "onnx", help="export to ONNX", description=ONNX_DESCRIPTION, formatter_class=raw
+    )
+    onnx_parser.add_argument("--checkpoint", required=True, help="checkpoint (.safetensors), or 'demo'")
+    onnx_parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    onnx_parser.add_argument(
+        "--portable",
+        action="store_true",
+        help="write the correlation in standard ONNX ops (no plugin needed)",
+    )
+    onnx_parser.add_argument(
+        "--precision", choices=["fp32", "fp16"], default="fp32", help="weights and compute (default: fp32)"
+    )
+    onnx_parser.add_argument("--dynamic-frames", action="store_true", help="make the frames axis dynamic")
+    onnx_parser.add_argument(
+        "--dynamic-size", action="store_true", help="make height and width dynamic (multiples of 32)"
+    )
+    onnx_parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    onnx_parser.set_defaults(run=run_onnx)
+
+    trt_parser = commands.add_parser(
+        "tensorrt", help="build a TensorRT engine", description=TENSORRT_DESCRIPTION, formatter_class=raw
+    )
+    trt_parser.add_argument("--onnx", type=Path, required=True, help="file from 'dcf export onnx'")
+    trt_parser.add_argument("--out", type=Path, required=True, help="engine (.plan) to write")
+    trt_parser.add_argument(
+        "--plugin", type=Path, help="DCFCorrelation plugin library (needed for custom-node files)"
+    )
+    trt_parser.add_argument(
+        "--batch", default="1:1:8", help="batch MIN:OPT:MAX of the profile (default: 1:1:8)"
+    )
+    trt_parser.add_argument("--frames", help="frames MIN:OPT:MAX (only for --dynamic-frames exports)")
+    trt_parser.add_argument("--timing-cache", type=Path, help="timing cache file to read and update")
+    trt_parser.add_argument(
+        "--workspace", type=float, default=4.0, help="builder workspace in GiB (default: 4)"
+    )
+    trt_parser.set_defaults(run=run_tensorrt)
+
+    verify_parser = commands.add_parser(
+        "verify",
+        help="compare exported models with PyTorch",
+        description=VERIFY_DESCRIPTION,
+        formatter_class=raw,
+    )
+    verify_parser.add_argument(
+        "--checkpoint", required=True, help="the checkpoint the files were exported from"
+    )
+    verify_parser.add_argument(
+        "--onnx", type=Path, action="append", default=[], help="exported ONNX file (repeatable)"
+    )
+    verify_parser.add_argument("--engine", type=Path, help="TensorRT engine from 'dcf export tensorrt'")
+    verify_parser.add_argument("--plugin", type=Path, help="plugin library, for --engine")
+    verify_parser.add_argument(
+        "--video", type=Path, help="video for the decoded-clip check (default: synthetic)"
+    )
+    verify_parser.add_argument("--seed", type=int, default=1, help="seed of the random clips (default: 1)")
+    verify_parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all)")
+    verify_parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    verify_parser.set_defaults(run=run_verify)
+
+
+def run_onnx(args: argparse.Namespace) -> int:
+    from dcf.checkpoint import load_checkpoint
+    from dcf.export.onnx_export import export_onnx
+
+    model = load_checkpoint(args.checkpoint)
+    metadata = export_onnx(
+        model,
+        args.out,
+        portable=args.portable,
+        precision=args.precision,
+        dynamic_frames=args.dynamic_frames,
+        dynamic_size=args.dynamic_size,
+        opset=args.opset,
+    )
+    print(
+        f"wrote {args.out}: {metadata.architecture}, {len(metadata.classes)} classes, {metadata.flavour}, "
+        f"{metadata.precision}; check it with: dcf export verify --checkpoint {args.checkpoint} --onnx {args.out}"
+    )
+    return 0
+
+
+def run_tensorrt(args: argparse.Namespace) -> int:
+    from dcf.export.tensorrt import ShapeRange, build_engine
+
+    batch = ShapeRange.parse(args.batch, "--batch")
+    frames = ShapeRange.parse(args.frames, "--frames") if args.frames else None
+    build_engine(
+        args.onnx,
+        args.out,
+        plugin=args.plugin,
+        batch=batch,
+        frames=frames,
+        timing_cache=args.timing_cache,
+        workspace_gib=args.workspace,
+    )
+    print(f"wrote {args.out} and {args.out}.json")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from dcf.checkpoint import checkpoint_of, load_checkpoint
+    from dcf.export import verify
+    from dcf.export.runtime import onnx_runner
+
+    if not args.onnx and args.engine is None:
+        raise ValueError("nothing to verify: pass --onnx FILE (repeatable) and/or --engine PLAN")
+    if args.plugin is not None and args.engine is None:
+        raise ValueError("--plugin only applies to --engine")
+    model = load_checkpoint(args.checkpoint)
+    config = checkpoint_of(model)
+    runtimes, exported = [], []
+    for path in args.onnx:
+        run, metadata, runtime = onnx_runner(path, args.threads)
+        verify.check_same_model(config, metadata, str(path))
+        runtimes.append((f"{runtime} ({path.name})", run, metadata.precision))
+        exported.append(metadata)
+    if args.engine is not None:
+        from dcf.export.tensorrt import engine_runner
+
+        run, metadata = engine_runner(args.engine, args.plugin)
+        verify.check_same_model(config, metadata, str(args.engine))
+        runtimes.append((f"tensorrt ({args.engine.name})", run, metadata.precision))
+        exported.append(metadata)
+    inputs = verify.verification_inputs(
+        config.input_spec,
+        # Dynamic axes are exercised where every file has them.
+        dynamic_frames=all(m.dynamic_frames for m in exported),
+        dynamic_size=all(m.dynamic_size for m in exported),
+        video=args.video,
+        seed=args.seed,
+    )
+    results = verify.verify(model, runtimes, inputs)
+    if args.json:
+        print(json.dumps(verify.results_json(results), indent=2))
+    else:
+        print(verify.format_report(results))
+    return 0 if all(r.passed for r in results) else 1

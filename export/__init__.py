@@ -1,0 +1,1 @@
+"""Export of DCF models: ONNX (custom node or portable), TensorRT engines, and verification."""

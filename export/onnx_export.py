@@ -1,0 +1,194 @@
+"""PyTorch DCF model -> ONNX, with one ``dcf::DCFCorrelation`` node per correlation or, portable,
+with those nodes written in standard ops (:mod:`dcf.export.portable`)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+import torch
+from torch import Tensor, nn
+
+from dcf._io import atomic_write_bytes
+from dcf.checkpoint import checkpoint_of
+from dcf.export.metadata import Flavour, ModelMetadata, Precision, set_onnx_metadata
+from dcf.export.names import (
+    CORRELATION_DOMAIN,
+    CORRELATION_OP,
+    CORRELATION_OP_VERSION,
+    INPUT_NAME,
+    OUTPUT_NAME,
+)
+from dcf.export.portable import make_portable
+from dcf.models.layers import Correlation
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 18
+SIZE_STRIDE = 32  # total spatial stride of every model in the zoo: dynamic sizes are multiples of it
+_MAX_BATCH = 4096
+_MAX_FRAMES = 1024
+_MODULE_KEY = "dcf.module"  # node metadata naming the correlation module, used to name the node
+
+
+class _SymbolicCorrelation(nn.Module):
+    """Stands in for a :class:`Correlation` during export: emits the custom ONNX node."""
+
+    def __init__(self, kernel_size: int, temporal_range: int, name: str) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.temporal_range = temporal_range
+        self.name = name
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, t, h, w = x.shape
+        channels = self.kernel_size * self.kernel_size * 2 * self.temporal_range
+        return torch.onnx.ops.symbolic(
+            f"{CORRELATION_DOMAIN}::{CORRELATION_OP}",
+            (x,),
+            {"kernel_size": self.kernel_size, "temporal_range": self.temporal_range},
+            dtype=x.dtype,
+            shape=(n, channels, t, h, w),
+            version=CORRELATION_OP_VERSION,
+            metadata_props={_MODULE_KEY: self.name},
+        )
+
+
+class _Float16(nn.Module):
+    """Half-precision weights and compute behind float32 inputs and outputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.half()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x.half()).float()
+
+
+def _exportable(model: nn.Module, precision: Precision) -> nn.Module:
+    """A copy of ``model`` whose correlations emit custom nodes, in the requested precision."""
+    clone = copy.deepcopy(model).eval()
+    for name, module in list(clone.named_modules()):
+        if isinstance(module, Correlation):
+            parent_name, _, child = name.rpartition(".")
+            parent = clone.get_submodule(parent_name)
+            setattr(parent, child, _SymbolicCorrelation(module.kernel_size, module.temporal_range, name))
+    return _Float16(clone).eval() if precision == "fp16" else clone
+
+
+def _tidy(model: onnx.ModelProto) -> None:
+    """Names each correlation node after its module and drops per-node exporter metadata
+    (stack traces with local paths), so exports are small and reproducible."""
+    for node in model.graph.node:
+        props = {p.key: p.value for p in node.metadata_props}
+        if node.domain == CORRELATION_DOMAIN and _MODULE_KEY in props:
+            node.name = props[_MODULE_KEY]
+        del node.metadata_props[:]
+
+
+def export_onnx(
+    model: nn.Module,
+    out: str | Path,
+    *,
+    portable: bool = False,
+    precision: Precision = "fp32",
+    dynamic_frames: bool = False,
+    dynamic_size: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> ModelMetadata:
+    """Exports a model loaded by :func:`dcf.load_checkpoint` to ``out`` and returns its metadata.
+
+    The input ``video`` is (batch, 3, frames, height, width) with a dynamic batch axis; frames (2
+    and up) and height and width (multiples of 32 from 64 up) are dynamic on request. The file carries the labels,
+    input spec, architecture and version (:class:`ModelMetadata`) and passes ``onnx.checker``.
+
+    Raises:
+        ValueError: If the model carries no checkpoint config or an option is out of range.
+    """
+    config = checkpoint_of(model)
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+    spec = config.input_spec
+    if dynamic_size and (spec.crop_size % SIZE_STRIDE or spec.crop_size < 2 * SIZE_STRIDE):
+        raise ValueError(
+            f"--dynamic-size takes heights and widths that are multiples of {SIZE_STRIDE} from {2 * SIZE_STRIDE} "
+            f"up, and this model's crop size is {spec.crop_size}"
+        )
+    flavour: Flavour = "portable" if portable else "custom"
+    metadata = ModelMetadata.from_checkpoint(
+        config,
+        flavour=flavour,
+        precision=precision,
+        dynamic_frames=dynamic_frames,
+        dynamic_size=dynamic_size,
+        opset=opset,
+    )
+
+    axes: dict[int, object] = {0: torch.export.Dim("batch", min=1, max=_MAX_BATCH)}
+    if dynamic_frames:
+        axes[2] = torch.export.Dim("frames", min=2, max=_MAX_FRAMES)
+    size = spec.crop_size
+    if dynamic_size:
+        # At least 2 blocks: the exporter specialises axes that are 1 in the traced graph.
+        axes[3] = SIZE_STRIDE * torch.export.Dim("height_blocks", min=2, max=64)
+        axes[4] = SIZE_STRIDE * torch.export.Dim("width_blocks", min=2, max=64)
+        size = max(size, 2 * SIZE_STRIDE)
+    # Trace with batch 2 from a fixed seed; verification uses other inputs.
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn(2, 3, spec.num_frames, size, size, generator=generator)
+
+    log.info("exporting %s (%s, %s) to ONNX opset %d", config.architecture, flavour, precision, opset)
+    with warnings.catch_warnings(), _quiet_exporter_logs(), torch.no_grad():
+        # PyTorch's exporter trips over its own pytree deprecation; nothing here can act on it.
+        warnings.filterwarnings(
+            "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning
+        )
+        program = torch.onnx.export(
+            _exportable(model, precision),
+            (example,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=(axes,),
+            opset_version=opset,
+            verbose=False,
+        )
+    if program is None:  # only None when asked not to return a program
+        raise RuntimeError("torch.onnx.export returned no program")
+    proto = program.model_proto
+    _tidy(proto)
+    if portable:
+        proto = make_portable(proto)
+    proto.doc_string = (
+        f"DCF {config.architecture} ({len(config.classes)} classes), exported by dcf {metadata.dcf_version}"
+    )
+    set_onnx_metadata(proto, metadata)
+    onnx.checker.check_model(proto, full_check=True)
+    atomic_write_bytes(out, proto.SerializeToString())
+    log.info("wrote %s (%.1f MB)", out, Path(out).stat().st_size / 1e6)
+    return metadata
+
+
+# The exporter's internal notices (optional packages such as torchvision, optimiser passes).
+_EXPORTER_LOG_LEVELS = {
+    "torch.onnx._internal.exporter._registration": logging.ERROR,
+    "onnx_ir": logging.WARNING,
+    "onnxscript": logging.WARNING,
+}
+
+
+@contextlib.contextmanager
+def _quiet_exporter_logs() -> Iterator[None]:
+    saved = {name: logging.getLogger(name).level for name in _EXPORTER_LOG_LEVELS}
+    for name, level in _EXPORTER_LOG_LEVELS.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)

@@ -1,0 +1,258 @@
+"""ONNX -> TensorRT engine, with the ``DCFCorrelation`` plugin library loaded.
+
+Written for the TensorRT 10 and 11 Python APIs. Precision comes from the ONNX file (export it with
+``--precision fp16`` for a half-precision engine): the network is strongly typed, which TensorRT 11
+requires (it removed the FP16 builder flag and weak typing) and TensorRT 10 supports. An engine is
+tied to the TensorRT version and GPU it was built with, so a JSON sidecar (``model.plan.json``)
+records those next to the model's labels and input spec; :func:`read_engine_metadata` and
+:func:`check_engine_runtime` let a server refuse a mismatched engine.
+
+TensorRT cannot be installed on this project's build machines: this module was written against
+the API documentation and headers and has not been run here (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dcf._io import atomic_write_bytes
+from dcf.export.metadata import ModelMetadata, read_onnx_metadata
+from dcf.export.names import CORRELATION_OP, CORRELATION_OP_VERSION, INPUT_NAME, OUTPUT_NAME
+from dcf.export.runtime import Runner
+
+log = logging.getLogger(__name__)
+
+MIN_TENSORRT_MAJOR = 10  # IPluginV3 and strongly typed networks
+PLUGIN_NAMESPACE = ""
+SIDECAR_FORMAT = "dcf-tensorrt-engine"
+
+INSTALL_HINT = (
+    "TensorRT's Python package is not importable here. Building or running engines needs an NVIDIA GPU "
+    "with its driver and TensorRT 10 or 11 for your CUDA version, e.g. 'pip install tensorrt-cu12' "
+    "(or use NVIDIA's TensorRT container). Without TensorRT, run the portable ONNX model "
+    "('dcf export onnx --portable') in ONNX Runtime instead."
+)
+
+
+class TensorRTUnavailable(ImportError):
+    """TensorRT (or a new enough one) cannot be imported."""
+
+
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise TensorRTUnavailable(INSTALL_HINT) from None
+    major = int(str(trt.__version__).split(".")[0])
+    if major < MIN_TENSORRT_MAJOR:
+        raise TensorRTUnavailable(
+            f"TensorRT {trt.__version__} is too old: the DCFCorrelation plugin is an IPluginV3, which needs "
+            f"TensorRT {MIN_TENSORRT_MAJOR} or newer"
+        )
+    return trt
+
+
+def check_plugin_path(library: str | Path) -> Path:
+    library = Path(library)
+    if not library.is_file():
+        raise FileNotFoundError(
+            f"plugin library not found: {library} (build it from trt_plugins/, see the README)"
+        )
+    return library
+
+
+def load_plugin(trt: Any, library: Path) -> str:
+    """Registers the plugin library's creators; returns the DCFCorrelation plugin version.
+
+    The library exports ``getCreators`` and ``setLoggerFinder`` (see ``trt_plugins/``), the entry
+    points of ``IPluginRegistry::loadLibrary``.
+    """
+    library = Path(library)
+    if not library.is_file():
+        raise FileNotFoundError(
+            f"plugin library not found: {library} (build it from trt_plugins/, see the README)"
+        )
+    registry = trt.get_plugin_registry()
+    creator = registry.get_creator(CORRELATION_OP, str(CORRELATION_OP_VERSION), PLUGIN_NAMESPACE)
+    if creator is None:  # not loaded yet in this process
+        if registry.load_library(str(library)) is None:
+            raise ValueError(f"TensorRT could not load the plugin library {library}")
+        creator = registry.get_creator(CORRELATION_OP, str(CORRELATION_OP_VERSION), PLUGIN_NAMESPACE)
+    if creator is None:
+        raise ValueError(
+            f"{library} does not register the {CORRELATION_OP} plugin, version {CORRELATION_OP_VERSION}"
+        )
+    return str(creator.plugin_version)
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    """min / opt / max of one input axis, for the optimisation profile."""
+
+    min: int
+    opt: int
+    max: int
+
+    @classmethod
+    def parse(cls, text: str, what: str) -> ShapeRange:
+        """``"8"`` (fixed) or ``"1:4:16"``."""
+        try:
+            values = [int(v) for v in text.split(":")]
+        except ValueError:
+            values = []
+        if len(values) == 1:
+            values *= 3
+        if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
+            raise ValueError(f"{what}: expected N or MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, got {text!r}")
+        return cls(*values)
+
+
+def sidecar_path(plan: str | Path) -> Path:
+    return Path(f"{plan}.json")
+
+
+def build_engine(
+    onnx_path: str | Path,
+    out: str | Path,
+    *,
+    plugin: str | Path | None,
+    batch: ShapeRange = ShapeRange(1, 1, 8),
+    frames: ShapeRange | None = None,
+    timing_cache: str | Path | None = None,
+    workspace_gib: float = 4.0,
+) -> dict[str, Any]:
+    """Builds a serialized engine from an exported ONNX file; returns the sidecar it wrote.
+
+    Raises:
+        TensorRTUnavailable: Where TensorRT is not installed.
+        ValueError: For a bad option combination, a parse error or a failed build.
+    """
+    metadata = read_onnx_metadata(onnx_path)
+    spec = metadata.input_spec
+    if metadata.flavour == "custom" and plugin is None:
+        raise ValueError(
+            f"{onnx_path} has {CORRELATION_OP} nodes: pass --plugin with the plugin library built from "
+            "trt_plugins/ (or export with --portable to build without it)"
+        )
+    if frames is not None and not metadata.dynamic_frames:
+        raise ValueError(
+            f"{onnx_path} takes exactly {spec.num_frames} frames; re-export it with --dynamic-frames to use --frames"
+        )
+    frames = frames or ShapeRange(spec.num_frames, spec.num_frames, spec.num_frames)
+    plugin = check_plugin_path(plugin) if plugin is not None else None
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    plugin_version = load_plugin(trt, plugin) if plugin is not None else None
+
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ValueError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * 2**30))
+    if metadata.precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # float32 means float32: verify holds it to 1e-4
+    size = spec.crop_size
+    profile = builder.create_optimization_profile()
+    profile.set_shape(
+        INPUT_NAME,
+        (batch.min, 3, frames.min, size, size),
+        (batch.opt, 3, frames.opt, size, size),
+        (batch.max, 3, frames.max, size, size),
+    )
+    config.add_optimization_profile(profile)
+    cache_bytes = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
+    config.set_timing_cache(config.create_timing_cache(cache_bytes), False)
+
+    log.info("building the TensorRT %s engine (%s); this takes minutes", trt.__version__, metadata.precision)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ValueError("TensorRT could not build the engine; its log above says why")
+    out = Path(out)
+    atomic_write_bytes(out, bytes(memoryview(serialized)))
+    if timing_cache:
+        atomic_write_bytes(Path(timing_cache), bytes(memoryview(config.get_timing_cache().serialize())))
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "model": metadata.to_dict(),
+        "tensorrt_version": str(trt.__version__),
+        "plugin": None if plugin is None else {"name": CORRELATION_OP, "version": plugin_version},
+        "profile": {"batch": vars(batch), "frames": vars(frames), "size": size},
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+    }
+    atomic_write_bytes(sidecar_path(out), json.dumps(sidecar, indent=2).encode())
+    return sidecar
+
+
+def read_engine_metadata(plan: str | Path) -> tuple[ModelMetadata, dict[str, Any]]:
+    """The model metadata and the full sidecar of an engine built by :func:`build_engine`."""
+    path = sidecar_path(plan)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{plan} has no metadata sidecar {path.name}: build it with 'dcf export tensorrt'"
+        )
+    sidecar = json.loads(path.read_text())
+    if sidecar.get("format") != SIDECAR_FORMAT:
+        raise ValueError(f"{path} is not a DCF engine sidecar")
+    return ModelMetadata.from_dict(sidecar["model"], str(path)), sidecar
+
+
+def check_engine_runtime(sidecar: dict[str, Any], trt_version: str, plugin_version: str | None) -> None:
+    """Refuses an engine built with another TensorRT or plugin version than the ones loaded."""
+    if sidecar["tensorrt_version"] != trt_version:
+        raise ValueError(
+            f"the engine was built with TensorRT {sidecar['tensorrt_version']} but TensorRT {trt_version} "
+            "is loaded: rebuild it with 'dcf export tensorrt' on this machine"
+        )
+    wanted = sidecar["plugin"]["version"] if sidecar["plugin"] else None
+    if wanted is not None and wanted != plugin_version:
+        raise ValueError(
+            f"the engine needs {CORRELATION_OP} plugin version {wanted}, the library has {plugin_version}"
+        )
+
+
+def engine_runner(plan: str | Path, plugin: str | Path | None) -> tuple[Runner, ModelMetadata]:
+    """Runs a built engine on the current CUDA device (PyTorch tensors as buffers)."""
+    import torch
+
+    metadata, sidecar = read_engine_metadata(plan)
+    if sidecar["plugin"] and plugin is None:
+        raise ValueError(f"{plan} uses the {CORRELATION_OP} plugin: pass --plugin")
+    plugin = check_plugin_path(plugin) if plugin is not None else None
+    trt = import_tensorrt()
+    if not torch.cuda.is_available():
+        raise TensorRTUnavailable("running a TensorRT engine needs a CUDA GPU, and PyTorch sees none")
+    plugin_version = load_plugin(trt, plugin) if plugin is not None else None
+    check_engine_runtime(sidecar, str(trt.__version__), plugin_version)
+    logger = trt.Logger(trt.Logger.WARNING)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(Path(plan).read_bytes())
+    if engine is None:
+        raise ValueError(f"TensorRT could not deserialize {plan}")
+    context = engine.create_execution_context()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        video = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda()
+        if not context.set_input_shape(INPUT_NAME, tuple(video.shape)):
+            raise ValueError(
+                f"input shape {tuple(video.shape)} is outside the engine's profile {sidecar['profile']}"
+            )
+        logits = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), dtype=torch.float32, device="cuda")
+        context.set_tensor_address(INPUT_NAME, video.data_ptr())
+        context.set_tensor_address(OUTPUT_NAME, logits.data_ptr())
+        stream = torch.cuda.current_stream()
+        if not context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT failed to run the engine")
+        stream.synchronize()
+        return logits.cpu().numpy()
+
+    return run, metadata

@@ -1,0 +1,152 @@
+"""ONNX export of each model family: nodes, metadata, and parity with PyTorch on fresh inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from dcf import __version__
+from dcf.export.metadata import ModelMetadata, read_onnx_metadata
+from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP, INPUT_NAME, OUTPUT_NAME
+from dcf.export.onnx_export import export_onnx
+from dcf.export.runtime import onnx_runner
+from dcf.models import build_model
+from tests.export.conftest import tiny_checkpoint
+
+# Logits of float32 exports agree with PyTorch to within summation order.
+ATOL, RTOL = 1e-4, 1e-4
+
+
+def logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@pytest.fixture(scope="module", params=["x3d_xs_dcf", "r2plus1d_r50_dcf"])
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One tiny checkpoint per family, exported both ways with dynamic frames and size."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    model = tiny_checkpoint(tmp, request.param, size=64)
+    paths = {}
+    for flavour in ("custom", "portable"):
+        paths[flavour] = tmp / f"{flavour}.onnx"
+        export_onnx(
+            model, paths[flavour], portable=flavour == "portable", dynamic_frames=True, dynamic_size=True
+        )
+    return model, paths
+
+
+def test_one_custom_node_per_correlation(exported) -> None:
+    model, paths = exported
+    proto = onnx.load(str(paths["custom"]))
+    nodes = [n for n in proto.graph.node if n.domain == CORRELATION_DOMAIN]
+    blocks = model.config.stages
+    assert [n.name for n in nodes] == [f"blocks.stage{s}.correlation" for s in blocks]
+    for node, temporal_range in zip(nodes, model.config.temporal_ranges, strict=True):
+        assert node.op_type == CORRELATION_OP == "DCFCorrelation"  # the TensorRT plugin's name
+        attrs = {a.name: a for a in node.attribute}
+        assert set(attrs) == {"kernel_size", "temporal_range"}
+        assert attrs["kernel_size"].type == onnx.AttributeProto.INT and attrs["kernel_size"].i == 5
+        assert attrs["temporal_range"].type == onnx.AttributeProto.INT
+        assert attrs["temporal_range"].i == temporal_range
+    assert {(o.domain, o.version) for o in proto.opset_import} >= {("", 18), (CORRELATION_DOMAIN, 1)}
+    onnx.checker.check_model(proto, full_check=True)
+
+
+def test_portable_has_no_custom_nodes(exported) -> None:
+    _, paths = exported
+    proto = onnx.load(str(paths["portable"]))
+    assert {n.domain for n in proto.graph.node} == {""}
+    onnx.checker.check_model(proto, full_check=True)
+
+
+def test_dynamic_axes_are_named(exported) -> None:
+    _, paths = exported
+    proto = onnx.load(str(paths["portable"]))
+    (video,) = proto.graph.input
+    (out,) = proto.graph.output
+    assert (video.name, out.name) == (INPUT_NAME, OUTPUT_NAME)
+    dims = [d.dim_param or d.dim_value for d in video.type.tensor_type.shape.dim]
+    assert dims[0] == "batch" and dims[1] == 3 and dims[2] == "frames"
+    assert all(isinstance(d, str) for d in dims[3:])
+
+
+@pytest.mark.parametrize("flavour", ["custom", "portable"])
+def test_parity_on_inputs_other_than_the_trace(exported, flavour: str) -> None:
+    model, paths = exported
+    run, _, _ = onnx_runner(paths[flavour], threads=1)
+    rng = np.random.default_rng(123)  # the export traced a (2, 3, 4, 64, 64) batch from torch seed 0
+    for shape in [(1, 3, 4, 64, 64), (3, 3, 7, 64, 64), (1, 3, 2, 128, 96)]:
+        x = rng.standard_normal(shape, dtype=np.float32)
+        expected = logits(model, x)
+        np.testing.assert_allclose(run(x), expected, atol=ATOL * np.abs(expected).max(), rtol=RTOL)
+
+
+def test_custom_and_portable_agree(exported) -> None:
+    _, paths = exported
+    x = np.random.default_rng(7).standard_normal((2, 3, 5, 64, 64), dtype=np.float32)
+    custom, _, custom_runtime = onnx_runner(paths["custom"])
+    portable, _, portable_runtime = onnx_runner(paths["portable"])
+    assert (custom_runtime, portable_runtime) == ("onnx-reference", "onnxruntime")
+    np.testing.assert_allclose(custom(x), portable(x), atol=1e-5, rtol=1e-4)
+
+
+def test_correlation_changes_the_logits(exported) -> None:
+    """Guards the parity tests: with the DCF blocks' output zeroed the logits move."""
+    model, _ = exported
+    x = np.random.default_rng(8).standard_normal((1, 3, 4, 64, 64), dtype=np.float32)
+    before = logits(model, x)
+    with torch.no_grad():
+        for block in model.blocks.values():
+            block.conv2.weight.mul_(0)
+    assert np.abs(logits(model, x) - before).max() > 1e-3 * np.abs(before).max()
+
+
+def test_metadata_round_trip(exported) -> None:
+    model, paths = exported
+    metadata = read_onnx_metadata(paths["portable"])
+    config = model.checkpoint_config
+    assert metadata.architecture == config.architecture
+    assert metadata.classes == config.classes
+    assert metadata.input_spec == config.input_spec
+    assert metadata.dcf_version == __version__
+    assert (metadata.flavour, metadata.precision, metadata.dynamic_frames, metadata.dynamic_size) == (
+        "portable",
+        "fp32",
+        True,
+        True,
+    )
+    assert ModelMetadata.from_onnx_props(metadata.to_onnx_props()) == metadata
+
+
+def test_static_export_and_fp16(tmp_path: Path) -> None:
+    model = tiny_checkpoint(tmp_path, "x3d_xs_dcf")
+    path = tmp_path / "fp16.onnx"
+    metadata = export_onnx(model, path, portable=True, precision="fp16")
+    proto = onnx.load(str(path))
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, 4, 32, 32]
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in proto.graph.initializer)
+    assert metadata.precision == "fp16"
+    run, _, _ = onnx_runner(path, threads=1)
+    x = np.random.default_rng(9).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
+    expected = logits(model, x)
+    np.testing.assert_allclose(run(x), expected, atol=2e-2 * np.abs(expected).max())
+
+
+def test_export_needs_a_checkpoint_model(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"not loaded with dcf\.load_checkpoint"):
+        export_onnx(build_model("x3d_xs_dcf", num_classes=3), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("size", [40, 32])
+def test_dynamic_size_needs_multiples_of_32_from_64(tmp_path: Path, size: int) -> None:
+    model = tiny_checkpoint(tmp_path, "x3d_xs_dcf", size=size)
+    with pytest.raises(ValueError, match="multiples of 32 from 64"):
+        export_onnx(model, tmp_path / "m.onnx", dynamic_size=True)
