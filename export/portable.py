@@ -7,8 +7,9 @@ multiplying ``C*T*H*W`` values) costs almost as much as the whole backbone:
 * The channel reduction runs in MatMul. For a positive offset ``tau`` and a window row ``ky``, one
   batched MatMul multiplies every frame row ``(t, i)`` of ``x`` (W x C) with the partner row
   ``(t + tau, i + dy)`` of the padded input (C x W+2R). The K displacements along the row are
-  diagonals of that W x (W+2R) product, read with the pad-and-reshape "skew": padding each
-  flattened product by W and viewing it as W x (W+2R+1) lines each diagonal up in a column.
+  diagonals of that product, read with a "skew": the x rows get 2R+1 zero rows appended, so the
+  (W+2R+1) x (W+2R) product reshapes, without a copy, to (W+2R) x (W+2R+1), where each diagonal
+  is a column; one strided Slice takes the K of them.
 * Negative offsets are not computed: ``<x[t, p], x[t - tau, p + delta]>`` is the ``+tau`` entry at
   ``(t - tau, p + delta)`` for the mirrored displacement, so each ``-tau`` channel is a shifted copy
   of a ``+tau`` channel (one multi-axis Slice each).
@@ -20,11 +21,12 @@ Only C must be known (its square root scales the output); N, T, H and W may be d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
 
@@ -96,11 +98,12 @@ def correlation_nodes(
     positive, negative = [], []
     for tau in range(1, big_l + 1):
         d, pad = tau, r * tau  # dilation and the half-window in pixels
-        # Skew: pad each flattened W x (W+2R) product by W, view as W x (W+2R+1).
-        skew_pads = g.op("Concat", [g.const([0] * 7), width], axis=0)
-        skew_shape = g.op(
-            "Concat", [g.const([0, 0, 0, -1]), g.op("Add", [width, g.const([2 * pad + 1])])], axis=0
-        )
+        # Skew without a copy of the product: with 2R+1 zero rows appended to the W x-rows, the
+        # (W+2R+1) x (W+2R) product reshapes exactly to (W+2R) x (W+2R+1), in which diagonal
+        # element (j, j + s) sits at (j, s).
+        padded_rows = g.op("Pad", [rows, g.const([0, 0, 0, 0, 0, 0, 0, 0, 2 * pad + 1, 0])])  # N T H W+2R+1 C
+        wide = g.op("Add", [width, g.const([2 * pad])])
+        skew_shape = g.op("Concat", [g.const([0, 0, 0]), wide, g.op("Add", [wide, g.const([1])])], axis=0)
         bands = []
         for ky in range(k):
             top = pad_l + (ky - r) * d
@@ -111,10 +114,11 @@ def correlation_nodes(
                 ends=[_end(tau, big_l), _end(top, 2 * pad_l), _end(left + 2 * pad, 2 * pad_l)],
                 axes=[1, 2, 4],
             )  # N T H C W+2R
-            product = g.op("MatMul", [rows, partner_rows])  # N T H W W+2R
-            flat = g.op("Pad", [g.op("Reshape", [product, g.const([0, 0, 0, -1])]), skew_pads])
-            skewed = g.op("Reshape", [flat, skew_shape])  # N T H W W+2R+1
-            band = g.slice(skewed, starts=[0], ends=[(k - 1) * d + 1], axes=[4], steps=[d])  # N T H W kx
+            product = g.op("MatMul", [padded_rows, partner_rows])  # N T H W+2R+1 W+2R
+            skewed = g.op("Reshape", [product, skew_shape])  # N T H W+2R W+2R+1
+            band = g.slice(
+                skewed, starts=[0, 0], ends=[_end(0, 2 * pad), (k - 1) * d + 1], axes=[3, 4], steps=[1, d]
+            )  # N T H W kx
             bands.append(g.op("Unsqueeze", [band, g.const([1])]))
         stacked = g.op("Concat", bands, axis=1)  # N ky T H W kx
         volume = g.op(
@@ -146,8 +150,13 @@ def correlation_nodes(
     return g.nodes, g.initializers
 
 
-def make_portable(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` with every ``dcf::DCFCorrelation`` node replaced by standard ops."""
+# (x, y, kernel_size, temporal_range, elem_type, prefix) -> (nodes, int64 constants)
+Expansion = Callable[[str, str, int, int, int, str], tuple[list[onnx.NodeProto], list[onnx.TensorProto]]]
+
+
+def make_portable(model: onnx.ModelProto, expansion: Expansion = correlation_nodes) -> onnx.ModelProto:
+    """A copy of ``model`` with every ``dcf::DCFCorrelation`` node replaced by standard ops
+    (``expansion`` writes them; the benchmark passes a naive one to compare)."""
     portable = onnx.ModelProto()
     portable.CopyFrom(model)
     graph = portable.graph
@@ -158,13 +167,15 @@ def make_portable(model: onnx.ModelProto) -> onnx.ModelProto:
             nodes.append(node)
             continue
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        expanded, constants = correlation_nodes(
+        if node.input[0] not in elem_types:
+            raise ValueError(f"{node.name}: the graph does not record the element type of its input {node.input[0]!r}")
+        expanded, constants = expansion(
             node.input[0],
             node.output[0],
             int(attrs["kernel_size"]),
             int(attrs["temporal_range"]),
-            elem_types.get(node.input[0], TensorProto.FLOAT),
-            prefix=node.name,
+            elem_types[node.input[0]],
+            node.name,
         )
         nodes.extend(expanded)
         graph.initializer.extend(constants)
