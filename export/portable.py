@@ -168,7 +168,9 @@ def make_portable(model: onnx.ModelProto, expansion: Expansion = correlation_nod
             continue
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if node.input[0] not in elem_types:
-            raise ValueError(f"{node.name}: the graph does not record the element type of its input {node.input[0]!r}")
+            raise ValueError(
+                f"{node.name}: the graph does not record the element type of its input {node.input[0]!r}"
+            )
         expanded, constants = expansion(
             node.input[0],
             node.output[0],

@@ -70,8 +70,9 @@ def onnx_runner(path: str | Path, threads: int = 0) -> tuple[Runner, ModelMetada
     input_name = model.graph.input[0].name
 
     def run(x: np.ndarray) -> np.ndarray:
-        # Its Sigmoid takes exp() of both signs and masks one; the overflow it warns about is discarded.
-        with np.errstate(over="ignore"):
+        # Its Sigmoid evaluates both branches of a np.where; the overflow (inf, then inf/inf) it
+        # warns about is in the discarded branch. Outputs are checked for being finite downstream.
+        with np.errstate(over="ignore", invalid="ignore"):
             outputs = evaluator.run([OUTPUT_NAME], {input_name: x})
         assert isinstance(outputs, list)  # a dict only when asked for intermediate values
         return np.asarray(outputs[0])

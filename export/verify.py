@@ -153,14 +153,25 @@ def verify(
 
 def format_report(results: list[Comparison]) -> str:
     """A plain-text table, one row per (runtime, input)."""
-    header = f"{'runtime':<28} {'input':<36} {'prec':<5} {'max abs':>9} {'max rel':>9} {'top-1':>6}  result"
-    lines = [header, "-" * len(header)]
-    for r in results:
-        tol = TOLERANCES[r.precision].max_rel
-        lines.append(
-            f"{r.runtime:<28} {r.inputs:<36} {r.precision:<5} {r.max_abs:9.2e} {r.max_rel:9.2e} "
-            f"{r.top1_agree:>3}/{r.top1_total:<2}  {'PASS' if r.passed else 'FAIL'} (rel <= {tol:.0e})"
-        )
+    rows = [
+        [
+            r.runtime,
+            r.inputs,
+            r.precision,
+            f"{r.max_abs:.2e}",
+            f"{r.max_rel:.2e}",
+            f"{r.top1_agree}/{r.top1_total}",
+            f"{'PASS' if r.passed else 'FAIL'} (rel <= {TOLERANCES[r.precision].max_rel:.0e})",
+        ]
+        for r in results
+    ]
+    header = ["runtime", "input", "prec", "max abs", "max rel", "top-1", "result"]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 

@@ -136,3 +136,27 @@ def test_tensorrt_absent_is_explained(demo_exports: dict[str, Path], tmp_path: P
     assert result.returncode == 2
     assert "TensorRT's Python package is not importable" in result.stderr
     assert "--portable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_verify_fp16_export_against_its_own_tolerance(tmp_path: Path) -> None:
+    path = tmp_path / "demo.fp16.onnx"
+    result = run_dcf(
+        "export", "onnx", "--checkpoint", "demo", "--out", str(path), "--portable", "--precision", "fp16"
+    )
+    assert result.returncode == 0, result.stderr
+    result = run_dcf("export", "verify", "--checkpoint", "demo", "--onnx", str(path), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(result.stdout)
+    assert rows and all(row["precision"] == "fp16" and row["passed"] for row in rows)
+    # Half precision is visibly not float32, and within the fp16 tolerance.
+    assert max(row["max_rel"] for row in rows) > TOLERANCES["fp32"].max_rel
+    assert max(row["max_rel"] for row in rows) <= TOLERANCES["fp16"].max_rel
+
+
+def test_export_help_teaches() -> None:
+    result = run_dcf("export", "--help")
+    assert result.returncode == 0 and "examples:" in result.stdout
+    for target in ("onnx", "tensorrt", "verify"):
+        assert target in result.stdout
+        sub = run_dcf("export", target, "--help")
+        assert sub.returncode == 0 and "examples:" in sub.stdout
