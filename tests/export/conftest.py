@@ -31,7 +31,13 @@ def randomise_norms(model: nn.Module, seed: int = 0) -> None:
 
 
 def tiny_checkpoint(
-    tmp: Path, architecture: str, frames: int = 4, size: int = 32, classes: int = 5, **kwargs: Any
+    tmp: Path,
+    architecture: str,
+    frames: int = 4,
+    size: int = 32,
+    classes: int = 5,
+    seed: int = 0,
+    **kwargs: Any,
 ) -> nn.Module:
     """A saved and reloaded tiny checkpoint (so it carries labels and an input spec)."""
     config = CheckpointConfig(
@@ -40,8 +46,10 @@ def tiny_checkpoint(
         InputSpec.for_crop(frames, size),
         model_kwargs={**TINY[architecture], **kwargs},
     )
-    model = config.build()
-    randomise_norms(model)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = config.build()
+    randomise_norms(model, seed)
     path = tmp / f"{architecture}.safetensors"
     save_checkpoint(path, model, config)
     return load_checkpoint(path)

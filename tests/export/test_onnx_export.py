@@ -123,8 +123,9 @@ def test_metadata_round_trip(exported) -> None:
     assert ModelMetadata.from_onnx_props(metadata.to_onnx_props()) == metadata
 
 
-def test_static_export_and_fp16(tmp_path: Path) -> None:
-    model = tiny_checkpoint(tmp_path, "x3d_xs_dcf")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_static_export_and_fp16(tmp_path: Path, seed: int) -> None:
+    model = tiny_checkpoint(tmp_path, "x3d_xs_dcf", seed=seed)
     path = tmp_path / "fp16.onnx"
     metadata = export_onnx(model, path, portable=True, precision="fp16")
     proto = onnx.load(str(path))
