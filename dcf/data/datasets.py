@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -164,12 +165,26 @@ class ClipDataset(Dataset[tuple[Tensor, int]]):
         return eval_views(video, self.spec, self.num_clips, self.num_crops), label
 
 
-def eval_views(video: VideoSource, spec: InputSpec, num_clips: int = 1, num_crops: int = 1) -> Tensor:
+def eval_views(
+    video: VideoSource,
+    spec: InputSpec,
+    num_clips: int = 1,
+    num_crops: int = 1,
+    ranges: Sequence[tuple[int, int]] | None = None,
+) -> Tensor:
     """The evaluation views of one video: ``num_clips`` evenly placed clips x ``num_crops`` crops,
-    each sampled and preprocessed by ``spec``; shape (num_clips * num_crops, 3, T, S, S)."""
-    n = video.info.num_frames
-    views = []
-    for clip in range(num_clips):
-        frames = video.read(sample_indices(spec, n, clip_index=clip, num_clips=num_clips))
-        views.append(eval_transform(frames, spec, num_crops))
-    return torch.cat(views)
+    each sampled and preprocessed by ``spec``; shape (num_clips * num_crops, 3, T, S, S).
+
+    With ``ranges`` (frame index ``[start, stop)`` pairs, e.g. the windows of a timeline), the
+    clips are placed in each range in turn: (len(ranges) * num_clips * num_crops, 3, T, S, S).
+    All frames are read in one pass over the video.
+    """
+    ranges = ranges or [(0, video.info.num_frames)]
+    plan = [
+        [start + i for i in sample_indices(spec, stop - start, clip_index=clip, num_clips=num_clips)]
+        for start, stop in ranges
+        for clip in range(num_clips)
+    ]
+    frames = video.read([i for clip in plan for i in clip])
+    t = spec.num_frames
+    return torch.cat([eval_transform(frames[k * t : (k + 1) * t], spec, num_crops) for k in range(len(plan))])

@@ -6,6 +6,7 @@ Containers are always closed; every failure to read is a :class:`VideoDecodeErro
 
 from __future__ import annotations
 
+import bisect
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,14 +23,37 @@ class VideoDecodeError(ValueError):
     """The input is not a video that can be decoded (or has no usable frames)."""
 
 
+class NotAVideo(VideoDecodeError):
+    """The input is no media container FFmpeg knows, or one without a video stream."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a source holds. ``fps`` is the stream's average rate (0 where unknown)."""
+    """What a source holds. ``fps`` is the stream's average rate and ``duration`` its length in
+    seconds (0 where unknown); ``rotation`` is the clockwise display rotation in degrees that
+    :meth:`VideoSource.read` has already applied (``width`` and ``height`` are as displayed)."""
 
     num_frames: int
     width: int
     height: int
     fps: float
+    duration: float = 0.0
+    rotation: int = 0
+
+
+class VideoLimitError(ValueError):
+    """The video is valid but larger than a :class:`VideoLimits` allows."""
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """Bounds checked before decoding (resolution, from the header) and after counting frames."""
+
+    max_width: int = 8192
+    max_height: int = 8192
+    max_pixels: int = 8192 * 4320
+    max_frames: int = 1_000_000
+    max_duration: float = 24 * 3600.0
 
 
 class VideoSource(Protocol):
@@ -40,47 +64,126 @@ class VideoSource(Protocol):
         ...
 
 
-class EncodedVideo:
-    """A video file or in-memory bytes, decoded with PyAV (FFmpeg)."""
+# Seek only when it skips at least this many frames: a seek restarts decoding at a keyframe.
+_SEEK_MIN_SKIP = 24
 
-    def __init__(self, source: str | Path | bytes) -> None:
+
+class EncodedVideo:
+    """A video file or in-memory bytes, decoded with PyAV (FFmpeg).
+
+    Opening reads the container's packets (no decoding) to count frames and find keyframes.
+    :meth:`read` decodes only up to the last wanted frame, converts only wanted frames to RGB, and
+    seeks to a keyframe when that skips a long stretch (sparse clips of a long video). Frames are
+    turned upright by the stream's display rotation.
+    """
+
+    def __init__(self, source: str | Path | bytes, limits: VideoLimits | None = None) -> None:
         self._source = source
+        limits = limits or VideoLimits()
         with self._open() as container:
             stream = container.streams.video[0]
-            # Packets, not decoded frames: counting them reads the file but decodes nothing.
-            count = sum(1 for packet in container.demux(stream) if packet.size)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels:
+                raise VideoLimitError(
+                    f"the video is {width}x{height}; at most {limits.max_width}x{limits.max_height} and "
+                    f"{limits.max_pixels} pixels are accepted"
+                )
+            rotation = self._rotation(container, stream)
+        with self._open() as container:
+            stream = container.streams.video[0]
             rate = stream.average_rate
-            self.info = VideoInfo(
-                count, stream.codec_context.width, stream.codec_context.height, float(rate) if rate else 0.0
-            )
-        if count == 0:
+            fps = float(rate) if rate else 0.0
+            pts: list[int | None] = []
+            keyframe_pts: list[int] = []
+            try:
+                for packet in container.demux(stream):
+                    if not packet.size:
+                        continue
+                    pts.append(packet.pts)
+                    if packet.is_keyframe and packet.pts is not None:
+                        keyframe_pts.append(packet.pts)
+                    if len(pts) > limits.max_frames:
+                        raise VideoLimitError(f"the video has more than {limits.max_frames} frames")
+            except av.error.FFmpegError:
+                pass  # a damaged tail: count what demuxed
+            duration = self._duration(container, stream, len(pts), fps)
+            if duration > limits.max_duration:
+                raise VideoLimitError(
+                    f"the video lasts {duration:.0f} s; at most {limits.max_duration:.0f} s are accepted"
+                )
+        if not pts:
             raise VideoDecodeError("the video stream holds no frames")
+        # Frame i (presentation order) has the i-th smallest pts; seeking needs them all.
+        self._order: list[int] | None = None if None in pts else sorted(p for p in pts if p is not None)
+        self._keyframes = sorted(keyframe_pts)
+        if rotation in (90, 270):
+            width, height = height, width
+        self.info = VideoInfo(len(pts), width, height, fps, duration, rotation)
+
+    @staticmethod
+    def _duration(
+        container: av.container.InputContainer, stream: av.video.stream.VideoStream, frames: int, fps: float
+    ) -> float:
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / av.time_base
+        return frames / fps if fps else 0.0
+
+    @staticmethod
+    def _rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+        """Clockwise display rotation from the first decoded frame's display matrix (0, 90, 180, 270);
+        PyAV exposes the matrix on frames only."""
+        try:
+            frame = next(container.decode(stream), None)
+        except av.error.FFmpegError:
+            return 0
+        # PyAV reports the display matrix's counter-clockwise angle.
+        return (-round(frame.rotation / 90) * 90) % 360 if frame is not None else 0
 
     def _open(self) -> av.container.InputContainer:
         data = io.BytesIO(self._source) if isinstance(self._source, bytes) else str(self._source)
         try:
             container = av.open(data, mode="r")
-        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise VideoDecodeError(f"not a readable video container: {exc}") from None
+        except av.error.FFmpegError as exc:
+            raise NotAVideo(f"not a media container FFmpeg can read ({exc.strerror})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NotAVideo(f"not a readable video container: {exc}") from None
         if not container.streams.video:
             container.close()
-            raise VideoDecodeError("the file has no video stream")
+            raise NotAVideo("the file has no video stream")
         return container
 
+    def _upright(self, frame: av.VideoFrame) -> np.ndarray:
+        rgb = frame.to_ndarray(format="rgb24")
+        turns = self.info.rotation // 90
+        return np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb
+
     def read(self, indices: Sequence[int]) -> np.ndarray:
-        wanted = sorted(set(indices))
+        wanted_set = set(indices)
+        wanted = sorted(wanted_set)
         frames: dict[int, np.ndarray] = {}
         last: np.ndarray | None = None
         with self._open() as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            decoded = container.decode(stream)
+            position = 0  # index of the next frame the decoder will produce
             try:
-                for index, frame in enumerate(container.decode(stream)):
-                    if index > wanted[-1]:
-                        break
-                    last = frame.to_ndarray(format="rgb24")
-                    if index in indices:
-                        frames[index] = last
+                for target in wanted:
+                    if target in frames:
+                        continue
+                    keyframe = self._keyframe_before(target)
+                    if keyframe is not None and keyframe - position >= _SEEK_MIN_SKIP:
+                        container.seek(self._order[keyframe], stream=stream, backward=True)  # type: ignore[index]
+                        decoded, position = container.decode(stream), keyframe
+                    for frame in decoded:
+                        index = self._index_of(frame, position)
+                        position = index + 1
+                        if index in wanted_set:
+                            frames[index] = last = self._upright(frame)
+                        if index >= target:
+                            break
             except av.error.FFmpegError as exc:
                 if last is None:
                     raise VideoDecodeError(f"could not decode any frame: {exc}") from None
@@ -88,6 +191,20 @@ class EncodedVideo:
         if last is None:
             raise VideoDecodeError("the video stream decodes to no frames")
         return np.stack([frames.get(i, last) for i in indices])
+
+    def _keyframe_before(self, target: int) -> int | None:
+        """Index of the last keyframe at or before frame ``target`` (None when seeking is off)."""
+        if self._order is None or not self._keyframes:
+            return None
+        target_pts = self._order[min(target, len(self._order) - 1)]
+        k = bisect.bisect_right(self._keyframes, target_pts) - 1
+        return bisect.bisect_left(self._order, self._keyframes[k]) if k >= 0 else None
+
+    def _index_of(self, frame: av.VideoFrame, expected: int) -> int:
+        if self._order is None or frame.pts is None:
+            return expected
+        index = bisect.bisect_left(self._order, frame.pts)
+        return index if index < len(self._order) and self._order[index] == frame.pts else expected
 
 
 class FrameFolder:

@@ -1,0 +1,340 @@
+"""The FastAPI application (DESIGN.md section 6).
+
+``create_app(settings)`` builds the app; its lifespan loads the model once, warms it, and starts
+the batcher and the decode threads. Uploads are decoded off the event loop while earlier clips
+run through the model; every refusal is a JSON ``{"error": {"code", "message"}}`` with its status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+
+from dcf import __version__
+from dcf.data.video import NotAVideo, VideoDecodeError, VideoLimitError, VideoLimits
+from dcf.server.batching import DeadlineExceeded, DynamicBatcher, Overloaded
+from dcf.server.metrics import Metrics
+from dcf.server.pipeline import PredictOptions, RequestError, prepare, summarize
+from dcf.server.predictor import Predictor, load_predictor
+from dcf.server.settings import ServerSettings
+from dcf.server.upload import read_upload
+
+log = logging.getLogger("dcf.server")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "the video"}
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+class _Service:
+    """What the lifespan sets up and the routes use."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.limits = VideoLimits(
+            max_width=settings.max_width,
+            max_height=settings.max_height,
+            max_pixels=settings.max_pixels,
+            max_frames=settings.max_frames,
+            max_duration=settings.max_duration_s,
+        )
+        self.predictor: Predictor | None = None
+        self.batcher: DynamicBatcher | None = None
+        self.decoder: ThreadPoolExecutor | None = None
+        self.decoding = 0
+        self.ready = False
+
+
+def _error(
+    status: int, code: str, message: str, request_id: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    if request_id:
+        body["error"]["request_id"] = request_id
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+    service = _Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        predictor = await asyncio.to_thread(
+            load_predictor,
+            settings.model,
+            settings.backend,
+            device=settings.device,
+            threads=settings.threads,
+            plugin=settings.plugin,
+            name=settings.name,
+        )
+        spec = predictor.info.input_spec
+        warm = np.zeros((settings.max_batch, 3, spec.num_frames, spec.crop_size, spec.crop_size), np.float32)
+        started = time.perf_counter()
+        await asyncio.to_thread(predictor, warm[:1])
+        await asyncio.to_thread(predictor, warm)
+        log.info(
+            "serving %s (%s, %d classes) with %s on %s; warm-up %.2f s",
+            predictor.info.name,
+            predictor.info.architecture,
+            len(predictor.info.classes),
+            predictor.info.backend,
+            predictor.info.device,
+            time.perf_counter() - started,
+        )
+        service.predictor = predictor
+        service.batcher = DynamicBatcher(
+            predictor,
+            max_batch=settings.max_batch,
+            max_wait_s=settings.max_wait_ms / 1000,
+            max_queue=settings.max_queue,
+            on_batch=service.metrics.observe_batch,
+        )
+        service.batcher.start()
+        service.decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        service.ready = True
+        try:
+            yield
+        finally:
+            service.ready = False
+            await service.batcher.stop()
+            service.decoder.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="DCF action recognition",
+        version=__version__,
+        description="Upload a video, get action labels from a Dense Correlation Fields network.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.middleware("http")
+    async def request_id_and_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        given = request.headers.get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request.state.request_id = request_id
+        try:
+            response = await call_next(request)
+        except Exception:  # never expected: the handlers below turn errors into JSON
+            log.exception("request %s failed", request_id)
+            response = _error(500, "internal_error", "the server failed on this request", request_id)
+        response.headers["X-Request-ID"] = request_id
+        route = request.scope.get("route")
+        service.metrics.requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        return _error(exc.status, exc.code, exc.message, getattr(request.state, "request_id", None), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
+        return _error(422, "invalid_parameters", problems, getattr(request.state, "request_id", None))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), getattr(request.state, "request_id", None))
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="The model is loaded and warm", responses={503: {"description": "not ready"}})
+    async def readyz(request: Request) -> Response:
+        if not service.ready:
+            return _error(503, "not_ready", "the model is still loading", request.state.request_id)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        if service.batcher is not None:
+            service.metrics.queued_clips.set(service.batcher.queued_views)
+        service.metrics.decoding.set(service.decoding)
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", summary="The served model: labels, input spec, backend")
+    async def models() -> dict[str, Any]:
+        predictor = _predictor(service)
+        info = predictor.info
+        return {
+            "models": [
+                {
+                    "name": info.name,
+                    "architecture": info.architecture,
+                    "backend": info.backend,
+                    "device": info.device,
+                    "precision": info.precision,
+                    "classes": list(info.classes),
+                    "input_spec": info.input_spec.to_dict(),
+                    "max_batch": settings.max_batch,
+                }
+            ]
+        }
+
+    @app.post("/v1/predict", summary="Action labels of one uploaded video", openapi_extra=PREDICT_BODY)
+    async def predict(
+        request: Request,
+        top_k: int | None = Query(None, description="labels to return (default 5)"),
+        clips: int | None = Query(None, description="clips per video or window, evenly spread (default 1)"),
+        crops: int | None = Query(None, description="1 (centre) or 3 crops per clip (default 1)"),
+        sampling: Literal["segment", "interval"] | None = Query(None, description="default: the model's own"),
+        timeline: bool | None = Query(None, description="also answer per window over the whole video"),
+        window_s: float | None = Query(None, description="timeline window in seconds (default 2)"),
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        deadline = started + settings.request_timeout_s
+        predictor, batcher = _predictor(service), service.batcher
+        assert batcher is not None and service.decoder is not None
+        upload = await read_upload(request, "file", settings.max_upload_bytes)
+        service.metrics.upload_bytes.observe(len(upload.data))
+        options = _options(
+            {
+                "top_k": top_k,
+                "clips": clips,
+                "crops": crops,
+                "sampling": sampling,
+                "timeline": timeline,
+                "window_s": window_s,
+            },
+            upload.fields,
+        )
+        options.check(len(predictor.info.classes), settings.max_views)
+        if not upload.data:
+            raise RequestError(400, "empty_file", "the uploaded file is empty")
+        if service.decoding >= settings.max_pending_decodes:
+            raise RequestError(503, "overloaded", "too many uploads are being decoded; retry shortly")
+
+        service.decoding += 1
+        loop = asyncio.get_running_loop()
+        decoding = loop.run_in_executor(
+            service.decoder,
+            prepare,
+            upload.data,
+            predictor.info.input_spec,
+            options,
+            service.limits,
+            settings.max_views,
+        )
+
+        def decoded(_: object) -> None:
+            service.decoding -= 1
+
+        decoding.add_done_callback(decoded)
+        try:
+            prepared = await asyncio.wait_for(asyncio.shield(decoding), deadline - time.perf_counter())
+        except VideoLimitError as exc:
+            raise RequestError(413, "video_too_large", str(exc)) from None
+        except NotAVideo as exc:
+            raise RequestError(
+                415, "not_a_video", f"{exc} (upload an MP4, WebM, MKV, AVI, MOV ... video)"
+            ) from None
+        except VideoDecodeError as exc:
+            raise RequestError(400, "undecodable_video", str(exc)) from None
+        except TimeoutError:
+            raise RequestError(
+                503, "deadline_exceeded", f"decoding took longer than {settings.request_timeout_s:.0f} s"
+            ) from None
+        service.metrics.decode_seconds.observe(prepared.decode_s)
+
+        try:
+            logits, timing = await asyncio.wait_for(
+                batcher.submit(prepared.views, deadline), deadline - time.perf_counter()
+            )
+        except Overloaded as exc:
+            return _error(
+                503, "overloaded", str(exc), request.state.request_id, {"Retry-After": str(exc.retry_after)}
+            )  # type: ignore[return-value]
+        except (DeadlineExceeded, TimeoutError):
+            raise RequestError(
+                503, "deadline_exceeded", f"no answer within {settings.request_timeout_s:.0f} s"
+            ) from None
+        service.metrics.queue_seconds.observe(timing.queue_s)
+
+        answer = summarize(logits, prepared, predictor.info.classes, options)
+        total = time.perf_counter() - started
+        service.metrics.request_seconds.observe(total)
+        return {
+            "model": predictor.info.name,
+            **answer,
+            "timings_ms": {
+                "decode": round(prepared.decode_s * 1e3, 2),
+                "queue": round(timing.queue_s * 1e3, 2),
+                "inference": round(timing.inference_s * 1e3, 2),
+                "batch_clips": timing.batch_views,
+                "total": round(total * 1e3, 2),
+            },
+            "request_id": request.state.request_id,
+        }
+
+    return app
+
+
+def _predictor(service: _Service) -> Predictor:
+    if not service.ready or service.predictor is None:
+        raise RequestError(503, "not_ready", "the model is still loading")
+    return service.predictor
+
+
+def _options(query: dict[str, Any], form: dict[str, str]) -> PredictOptions:
+    """Query parameters, else form fields of the same name, else the defaults."""
+    known = {"top_k", "clips", "crops", "sampling", "timeline", "window_s"}
+    unknown = set(form) - known
+    if unknown:
+        raise RequestError(
+            422, "invalid_parameters", f"unknown fields {sorted(unknown)}; expected some of {sorted(known)}"
+        )
+    values: dict[str, Any] = {}
+    for name in known:
+        value = query[name] if query[name] is not None else form.get(name)
+        if value is None:
+            continue
+        try:
+            if name in ("top_k", "clips", "crops"):
+                values[name] = int(value)
+            elif name == "window_s":
+                values[name] = float(value)
+            elif name == "timeline":
+                values[name] = (
+                    value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+                )
+            else:
+                values[name] = value
+        except ValueError:
+            raise RequestError(422, "invalid_parameters", f"{name}: not a valid value: {value!r}") from None
+    return PredictOptions(**values)

@@ -1,0 +1,168 @@
+"""Encoded media for server tests: real uploads (and hostile ones) as ``bytes``, made with PyAV.
+
+Every function returns the complete file content. Muxers that need a seekable real file (MP4 writes its
+``moov`` index at the end) write to a temporary path, which is read back and deleted.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from tests.videos import moving_square, write_video
+
+# audio container suffix -> (codec, sample format)
+AUDIO_CODECS = {
+    ".wav": ("pcm_s16le", "s16"),
+    ".m4a": ("aac", "fltp"),
+    ".mka": ("mp2", "s16"),
+    ".mp3": ("libmp3lame", "s16p"),
+}
+
+
+def _via_temp_file(suffix: str, write: Callable[[Path], object]) -> bytes:
+    """Call ``write(path)`` on a fresh temporary ``path`` ending in ``suffix``; return its bytes."""
+    with tempfile.TemporaryDirectory(prefix="dcf-media-") as tmp:
+        path = Path(tmp) / f"media{suffix}"
+        write(path)
+        return path.read_bytes()
+
+
+def _encode_mp4(
+    path: Path,
+    frames: np.ndarray,
+    pts: list[int] | None = None,
+    time_base: Fraction = Fraction(1, 30),
+    rotation: int | None = None,
+) -> None:
+    """H.264/yuv420p MP4 with explicit frame ``pts`` (in ``time_base`` ticks) and optional display rotation."""
+    pts = list(range(len(frames))) if pts is None else pts
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(1) / time_base)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        if rotation is not None:
+            stream.set_display_rotation(rotation)  # must precede the first encoded frame
+        for frame, t in zip(frames, pts, strict=True):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts, video_frame.time_base = t, time_base
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode())
+
+
+def encoded(suffix: str, frames: np.ndarray, fps: int = 12) -> bytes:
+    """``frames`` (T, H, W, 3) uint8 encoded at ``fps`` in the container for ``suffix``.
+
+    ``suffix`` is one of ``tests.videos.CODECS`` (.mp4/.mkv: H.264, .webm: VP9, .avi: MJPEG).
+    """
+    return _via_temp_file(suffix, lambda path: write_video(path, frames, fps=fps))
+
+
+def variable_frame_rate_mp4(num_frames: int = 24, height: int = 64, width: int = 80) -> bytes:
+    """H.264 MP4 whose frames are irregularly spaced in time (variable frame rate).
+
+    Frame ``pts`` gaps alternate 1 and 3 ticks of 1/30 s (0, 1, 4, 5, 8, ...), i.e. 1/30 s and 1/10 s, an
+    average of 15 fps. On decode every frame comes back, and consecutive ``frame.pts`` deltas alternate
+    between two values (in the MP4 stream's own time base, 1/15360: 512 and 1536), so they are not constant.
+    """
+    pts = [2 * i - i % 2 for i in range(num_frames)]  # 0, 1, 4, 5, 8, ...: deltas 1, 3, 1, 3, ...
+    frames = moving_square(num_frames, height, width, seed=1)
+    return _via_temp_file(".mp4", lambda path: _encode_mp4(path, frames, pts=pts))
+
+
+def rotated_mp4(
+    rotation: int = 90,
+    num_frames: int = 12,
+    height: int = 48,
+    width: int = 80,
+    frames: np.ndarray | None = None,
+) -> bytes:
+    """H.264 MP4 whose video stream carries a display matrix, so players show it rotated.
+
+    Written with PyAV's ``VideoStream.set_display_rotation(rotation)`` (the MP4 ``tkhd`` matrix; ``rotation``
+    is counter-clockwise degrees). The coded frames stay ``height`` x ``width``; only the display changes.
+
+    On decode PyAV reports it as ``frame.rotation`` (from the frame's DISPLAYMATRIX side data, which FFmpeg
+    copies from the stream onto every decoded frame): the counter-clockwise angle in [-180, 180], equal to
+    ``rotation`` normalised into that range (90 -> 90, 180 -> -180, 270 -> -90, -90 -> -90). To show the
+    frame upright, rotate the decoded pixels counter-clockwise by ``frame.rotation`` degrees, e.g.
+    ``np.rot90(image, k=frame.rotation // 90)``. The MP4 stream metadata has no ``rotate`` tag; beware that
+    the legacy ``rotate`` tag of older FFmpeg was clockwise, the opposite sign (not checked here).
+    """
+    if frames is None:
+        frames = moving_square(num_frames, height, width, seed=2)
+    return _via_temp_file(".mp4", lambda path: _encode_mp4(path, frames, rotation=rotation))
+
+
+def audio_only(suffix: str = ".wav", seconds: float = 1.0, sample_rate: int = 16000) -> bytes:
+    """A file with one audio stream (a 440 Hz mono tone) and no video stream.
+
+    ``suffix``: .wav (PCM s16le), .m4a (AAC), .mka (MP2 in Matroska) or .mp3 (LAME).
+    """
+    codec, sample_format = AUDIO_CODECS[suffix]
+    samples_per_frame = 1024
+    total = int(seconds * sample_rate)
+    t = np.arange(total) / sample_rate
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+
+    def write(path: Path) -> None:
+        with av.open(str(path), mode="w") as container:
+            stream = container.add_stream(codec, rate=sample_rate, layout="mono")
+            stream.format = sample_format
+            for start in range(0, total, samples_per_frame):
+                chunk = tone[None, start : start + samples_per_frame]
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="s16", layout="mono")
+                frame.sample_rate, frame.pts = sample_rate, start
+                frame.time_base = Fraction(1, sample_rate)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+
+    return _via_temp_file(suffix, write)
+
+
+def huge_resolution_y4m(width: int = 60000, height: int = 40000) -> bytes:
+    """A tiny YUV4MPEG2 (.y4m) file whose header declares a ``width`` x ``height`` picture.
+
+    The body is one ``FRAME`` line and 64 bytes, nowhere near the ``width * height * 1.5`` a frame needs.
+    What PyAV 18.1 (FFmpeg 8.1) does with it depends on FFmpeg's ``av_image_check_size`` limit,
+    ``(width + 128) * (height + 128) < INT_MAX / 8`` (about 268 M pixels; 16000 x 16000 passes, 16384 x
+    16384 fails):
+
+    * Over the limit (the default 60000 x 40000): ``av.open(io.BytesIO(data))`` itself raises
+      ``av.error.OSError`` (an ``av.FFmpegError`` and a builtin ``OSError``, errno 16 EBUSY; FFmpeg logs
+      "Picture size 60000x40000 is invalid"). Nothing is allocated.
+    * Under it (e.g. 16000 x 16000, or 60000 x 2000): ``av.open`` succeeds and
+      ``streams.video[0].codec_context.width/height`` report the declared size (format yuv420p) without
+      allocating a picture; decoding raises nothing and yields 0 frames (the one packet is incomplete).
+
+    Either way a server can reject it from the header alone.
+    """
+    header = f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\n".encode("ascii")
+    return header + b"FRAME\n" + bytes(range(64))
+
+
+def truncated(data: bytes, keep: float = 0.5) -> bytes:
+    """The first ``keep`` fraction of ``data`` (a file cut off mid-upload)."""
+    return data[: int(len(data) * keep)]
+
+
+def single_frame_mp4(height: int = 64, width: int = 80) -> bytes:
+    """H.264 MP4 with exactly one frame."""
+    return encoded(".mp4", moving_square(1, height, width, seed=3))
+
+
+def portrait_mp4(num_frames: int = 16, height: int = 160, width: int = 96) -> bytes:
+    """H.264 MP4 taller than wide (coded portrait, no rotation metadata)."""
+    return encoded(".mp4", moving_square(num_frames, height, width, seed=4))
+
+
+def long_mp4(seconds: int = 120, fps: int = 10, height: int = 48, width: int = 64) -> bytes:
+    """H.264 MP4 lasting ``seconds`` at ``fps`` (small frames so it encodes in a few seconds)."""
+    return encoded(".mp4", moving_square(seconds * fps, height, width, seed=5), fps=fps)
