@@ -84,38 +84,31 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def create_app(settings: ServerSettings | None = None) -> FastAPI:
+def create_app(settings: ServerSettings | None = None, predictor: Predictor | None = None) -> FastAPI:
+    """The app; it loads ``settings.model`` at startup unless given a loaded ``predictor``."""
     settings = settings or ServerSettings()
     service = _Service(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        predictor = await asyncio.to_thread(
-            load_predictor,
-            settings.model,
-            settings.backend,
-            device=settings.device,
-            threads=settings.threads,
-            plugin=settings.plugin,
-            name=settings.name,
-        )
-        spec = predictor.info.input_spec
+        model = predictor if predictor is not None else await asyncio.to_thread(load_predictor_for, settings)
+        spec = model.info.input_spec
         warm = np.zeros((settings.max_batch, 3, spec.num_frames, spec.crop_size, spec.crop_size), np.float32)
         started = time.perf_counter()
-        await asyncio.to_thread(predictor, warm[:1])
-        await asyncio.to_thread(predictor, warm)
+        await asyncio.to_thread(model, warm[:1])
+        await asyncio.to_thread(model, warm)
         log.info(
             "serving %s (%s, %d classes) with %s on %s; warm-up %.2f s",
-            predictor.info.name,
-            predictor.info.architecture,
-            len(predictor.info.classes),
-            predictor.info.backend,
-            predictor.info.device,
+            model.info.name,
+            model.info.architecture,
+            len(model.info.classes),
+            model.info.backend,
+            model.info.device,
             time.perf_counter() - started,
         )
-        service.predictor = predictor
+        service.predictor = model
         service.batcher = DynamicBatcher(
-            predictor,
+            model,
             max_batch=settings.max_batch,
             max_wait_s=settings.max_wait_ms / 1000,
             max_queue=settings.max_queue,
@@ -303,6 +296,17 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         }
 
     return app
+
+
+def load_predictor_for(settings: ServerSettings) -> Predictor:
+    return load_predictor(
+        settings.model,
+        settings.backend,
+        device=settings.device,
+        threads=settings.threads,
+        plugin=settings.plugin,
+        name=settings.name,
+    )
 
 
 def _predictor(service: _Service) -> Predictor:

@@ -19,7 +19,7 @@ def _readme_commands() -> list[str]:
 def test_readme_has_a_run_and_a_test_command() -> None:
     commands = _readme_commands()
     assert len(commands) == 2
-    assert commands[0].endswith("dcf models")
+    assert commands[0].endswith("dcf serve")  # the bundled demo model, on CPU
     assert commands[1].endswith("pytest")
 
 

@@ -76,7 +76,7 @@ def test_summary_averages_softmax_over_views() -> None:
     assert [p["label"] for p in answer["timeline"][0]["predictions"]] == ["a", "c"]  # (0.45, 0.15, 0.4)
     assert answer["timeline"][1]["predictions"][0] == {"label": "a", "index": 0, "score": 0.6}
     assert answer["predictions"][0]["label"] == "a" and answer["predictions"][0]["score"] == pytest.approx(
-        0.5
+        0.525
     )
 
 
