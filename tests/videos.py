@@ -31,6 +31,7 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 12) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.video.stream.VideoStream)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = pix_fmt
         for frame in frames:

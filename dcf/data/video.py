@@ -7,6 +7,7 @@ Containers are always closed; every failure to read is a :class:`VideoDecodeErro
 from __future__ import annotations
 
 import bisect
+import contextlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +65,12 @@ class VideoSource(Protocol):
         ...
 
 
+def _clockwise(frame: av.VideoFrame) -> int:
+    """The frame's display rotation, clockwise, in quarter turns of degrees (PyAV reports the display
+    matrix's counter-clockwise angle)."""
+    return (-round(frame.rotation / 90) * 90) % 360
+
+
 # Seek only when it skips at least this many frames: a seek restarts decoding at a keyframe.
 _SEEK_MIN_SKIP = 24
 
@@ -88,17 +95,19 @@ class EncodedVideo:
                     f"the video is {width}x{height}; at most {limits.max_width}x{limits.max_height} and "
                     f"{limits.max_pixels} pixels are accepted"
                 )
-            rotation = self._rotation(container, stream)
-        with self._open() as container:
-            stream = container.streams.video[0]
             rate = stream.average_rate
             fps = float(rate) if rate else 0.0
             pts: list[int | None] = []
             keyframe_pts: list[int] = []
+            rotation: int | None = (
+                None  # from the first decoded frame: PyAV exposes the display matrix on frames only
+            )
             try:
                 for packet in container.demux(stream):
                     if not packet.size:
                         continue
+                    if rotation is None:
+                        rotation = self._rotation(packet)
                     pts.append(packet.pts)
                     if packet.is_keyframe and packet.pts is not None:
                         keyframe_pts.append(packet.pts)
@@ -106,6 +115,10 @@ class EncodedVideo:
                         raise VideoLimitError(f"the video has more than {limits.max_frames} frames")
             except av.error.FFmpegError:
                 pass  # a damaged tail: count what demuxed
+            if rotation is None:  # a decoder that holds frames back until flushed (e.g. one frame)
+                with contextlib.suppress(av.error.FFmpegError):
+                    flushed = stream.codec_context.decode(None)
+                    rotation = _clockwise(flushed[0]) if flushed else 0
             duration = self._duration(container, stream, len(pts), fps)
             if duration > limits.max_duration:
                 raise VideoLimitError(
@@ -116,6 +129,7 @@ class EncodedVideo:
         # Frame i (presentation order) has the i-th smallest pts; seeking needs them all.
         self._order: list[int] | None = None if None in pts else sorted(p for p in pts if p is not None)
         self._keyframes = sorted(keyframe_pts)
+        rotation = rotation or 0
         if rotation in (90, 270):
             width, height = height, width
         self.info = VideoInfo(len(pts), width, height, fps, duration, rotation)
@@ -131,15 +145,14 @@ class EncodedVideo:
         return frames / fps if fps else 0.0
 
     @staticmethod
-    def _rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-        """Clockwise display rotation from the first decoded frame's display matrix (0, 90, 180, 270);
-        PyAV exposes the matrix on frames only."""
+    def _rotation(packet: av.Packet) -> int | None:
+        """Clockwise display rotation (0, 90, 180, 270) of the frame this packet decodes to, or
+        None while the decoder has not produced a frame yet."""
         try:
-            frame = next(container.decode(stream), None)
+            frames = packet.decode()
         except av.error.FFmpegError:
             return 0
-        # PyAV reports the display matrix's counter-clockwise angle.
-        return (-round(frame.rotation / 90) * 90) % 360 if frame is not None else 0
+        return _clockwise(frames[0]) if frames else None
 
     def _open(self) -> av.container.InputContainer:
         data = io.BytesIO(self._source) if isinstance(self._source, bytes) else str(self._source)

@@ -10,7 +10,7 @@ import torch
 
 from dcf.data.sampling import interval_indices, sample_indices, segment_indices
 from dcf.data.spec import InputSpec
-from dcf.data.transforms import eval_transform, resize_short_side, train_transform
+from dcf.data.transforms import eval_transform, frames_tensor, resize_short_side, train_transform
 
 
 def test_segment_eval_takes_segment_middles() -> None:
@@ -80,8 +80,18 @@ def test_spec_scales_the_paper_recipe_and_round_trips() -> None:
 
 
 def test_resize_keeps_aspect_ratio() -> None:
-    video = torch.rand(3, 2, 30, 60)
-    assert resize_short_side(video, 15).shape == (3, 2, 15, 30)
+    video = torch.randint(0, 256, (2, 3, 30, 60), dtype=torch.uint8)
+    assert resize_short_side(video, 15).shape == (2, 3, 15, 30)
+
+
+def test_uint8_resize_matches_float_resize_to_one_level() -> None:
+    """The fast uint8 path differs from resizing float frames by rounding only."""
+    import torch.nn.functional as F
+
+    frames = np.random.default_rng(0).integers(0, 256, (3, 50, 70, 3), dtype=np.uint8)
+    fast = resize_short_side(frames_tensor(frames), 37).float()
+    exact = F.interpolate(frames_tensor(frames).float(), size=(37, 52), mode="bilinear", antialias=True)
+    assert (fast - exact).abs().max() <= 1.0
 
 
 def test_train_transform_shape_and_normalisation() -> None:

@@ -222,3 +222,14 @@ def test_overload_answers_503_with_retry_after(tmp_path) -> None:
         assert small.predict(data).status_code == 200  # and it recovers
     finally:
         stop_server(small)
+
+
+def test_deadline_answers_503(tmp_path) -> None:
+    hurried = start_server(tmp_path, "--request-timeout-s", "0.001")
+    try:
+        response = hurried.predict(media.encoded(".mp4", synthetic("falling", frames=24)))
+        assert response.status_code == 503 and error_of(response)["code"] == "deadline_exceeded"
+        assert response.headers["retry-after"] == "1"
+        assert hurried.get("/healthz").status_code == 200
+    finally:
+        stop_server(hurried)
