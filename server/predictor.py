@@ -52,17 +52,7 @@ class TorchPredictor:
         self._torch = torch
         self._device = torch.device(device)
         self.model = load_checkpoint(source).to(self._device)
-        config = checkpoint_of(self.model)
-        self.info = ModelInfo(
-            name=name or _stem(source),
-            architecture=config.architecture,
-            classes=config.classes,
-            input_spec=config.input_spec,
-            backend="torch",
-            device=device,
-            precision="fp32",
-            source=source,
-        )
+        self.info = _info(checkpoint_of(self.model), source, name, "torch", device, "fp32")
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
@@ -94,16 +84,7 @@ class OnnxRuntimePredictor:
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(source, options, providers=providers)
         self._input = INPUT_NAME
-        self.info = ModelInfo(
-            name=name or _stem(source),
-            architecture=metadata.architecture,
-            classes=metadata.classes,
-            input_spec=metadata.input_spec,
-            backend="onnxruntime",
-            device=device,
-            precision=metadata.precision,
-            source=source,
-        )
+        self.info = _info(metadata, source, name, "onnxruntime", device, metadata.precision)
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         return np.asarray(self._session.run(None, {self._input: clips})[0])
@@ -114,16 +95,7 @@ class TensorRTPredictor:
         from dcf.export.tensorrt import engine_runner
 
         self._run, metadata = engine_runner(source, plugin)
-        self.info = ModelInfo(
-            name=name or _stem(source),
-            architecture=metadata.architecture,
-            classes=metadata.classes,
-            input_spec=metadata.input_spec,
-            backend="tensorrt",
-            device="cuda",
-            precision=metadata.precision,
-            source=source,
-        )
+        self.info = _info(metadata, source, name, "tensorrt", "cuda", metadata.precision)
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         return self._run(clips)
@@ -165,5 +137,27 @@ def load_predictor(
     return TensorRTPredictor(source, plugin, name)
 
 
-def _stem(source: str) -> str:
-    return "demo" if source == "demo" else Path(source).name.split(".")[0]
+class _Described(Protocol):
+    """A checkpoint config or exported-model metadata: what the API reports comes from either."""
+
+    @property
+    def architecture(self) -> str: ...
+    @property
+    def classes(self) -> tuple[str, ...]: ...
+    @property
+    def input_spec(self) -> InputSpec: ...
+
+
+def _info(
+    model: _Described, source: str, name: str | None, backend: str, device: str, precision: str
+) -> ModelInfo:
+    return ModelInfo(
+        name=name or ("demo" if source == "demo" else Path(source).name.split(".")[0]),
+        architecture=model.architecture,
+        classes=model.classes,
+        input_spec=model.input_spec,
+        backend=backend,
+        device=device,
+        precision=precision,
+        source=source,
+    )
