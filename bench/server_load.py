@@ -56,7 +56,7 @@ def _x3d_s_portable(tmp: Path) -> str:
 def model_only(model: str, data: bytes, max_batch: int, threads: int, seconds: float) -> float:
     """Clips per second of the predictor alone on full batches of preprocessed clips."""
     predictor = load_predictor(model, threads=threads)
-    views = prepare(data, predictor.info.input_spec, PredictOptions(), VideoLimits(), 64).views
+    views = prepare(data, predictor.info.input_spec, PredictOptions(), VideoLimits(), 1).views
     batch = np.repeat(views, max_batch, axis=0)
     predictor(batch)  # warm-up
     calls, start = 0, time.perf_counter()

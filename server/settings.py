@@ -47,7 +47,8 @@ class ServerSettings(BaseSettings):
     max_width: int = Field(4096, ge=16)
     max_height: int = Field(4096, ge=16)
     max_pixels: int = Field(4096 * 2304, ge=256, description="width x height")
-    max_views: int = Field(64, ge=1, description="clips x crops (x windows) per request")
+    # 30 is the paper's densest test protocol (10 clips x 3 crops); views are float32 clips in memory.
+    max_views: int = Field(32, ge=1, description="clips x crops (x windows) per request")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from dcf.server.pipeline import RequestError
 
@@ -81,6 +81,8 @@ async def read_upload(request: Request, file_field: str, max_bytes: int) -> Uplo
         parser.finalize()
     except RequestError:
         raise
+    except ClientDisconnect:
+        raise RequestError(400, "client_disconnected", "the client went away before the upload ended") from None
     except Exception as exc:  # python-multipart's parse errors
         raise RequestError(400, "invalid_request", f"the multipart body could not be parsed: {exc}") from None
 
