@@ -82,7 +82,9 @@ async def read_upload(request: Request, file_field: str, max_bytes: int) -> Uplo
     except RequestError:
         raise
     except ClientDisconnect:
-        raise RequestError(400, "client_disconnected", "the client went away before the upload ended") from None
+        raise RequestError(
+            400, "client_disconnected", "the client went away before the upload ended"
+        ) from None
     except Exception as exc:  # python-multipart's parse errors
         raise RequestError(400, "invalid_request", f"the multipart body could not be parsed: {exc}") from None
 
