@@ -4,8 +4,9 @@ One op with a fake kernel, an autograd formula and a FLOP formula, so that ``tor
 ``torch.export``, the ONNX exporter and ``torch.utils.flop_counter`` all see a single node. Its
 meaning is :func:`dcf.ops.reference.correlation_reference` (DESIGN.md section 1).
 
-Backends: the compiled CPU kernel for CPU tensors (K <= 11); the reference (plain PyTorch ops)
-elsewhere and wherever the kernel is not built.
+Backends: the compiled CPU kernel for CPU tensors (K <= 11); the CUDA kernel of the TensorRT plugin
+for CUDA tensors (K <= 9, float32/float16/bfloat16); the reference (plain PyTorch ops) elsewhere
+and wherever a kernel is not built.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from dcf.ops import _cpu_kernel
+from dcf.ops import _cpu_kernel, _cuda_kernel
 from dcf.ops.reference import (
     check_correlation_args,
     correlation_backward_reference,
@@ -45,6 +46,10 @@ def _use_cpu_kernel(x: Tensor, kernel_size: int) -> bool:
     return _cpu_kernel.supports(x, kernel_size) and _cpu_kernel.available()
 
 
+def _use_cuda_kernel(x: Tensor, kernel_size: int) -> bool:
+    return _cuda_kernel.supports(x, kernel_size) and _cuda_kernel.available()
+
+
 def _output_shape(x: Tensor, kernel_size: int, temporal_range: int) -> tuple[int, ...]:
     n, _, t, h, w = x.shape
     return (n, kernel_size * kernel_size * 2 * temporal_range, t, h, w)
@@ -55,6 +60,8 @@ def _correlation(x: Tensor, kernel_size: int, temporal_range: int) -> Tensor:
     check_correlation_args(x, kernel_size, temporal_range)
     if _use_cpu_kernel(x, kernel_size):
         return _cpu_kernel.forward(x, kernel_size, temporal_range)
+    if _use_cuda_kernel(x, kernel_size):
+        return _cuda_kernel.forward(x, kernel_size, temporal_range)
     return correlation_reference(x, kernel_size, temporal_range)
 
 
@@ -68,6 +75,8 @@ def _correlation_fake(x: Tensor, kernel_size: int, temporal_range: int) -> Tenso
 def _correlation_backward(grad_y: Tensor, x: Tensor, kernel_size: int, temporal_range: int) -> Tensor:
     if _use_cpu_kernel(x, kernel_size):
         return _cpu_kernel.backward(grad_y, x, kernel_size, temporal_range)
+    if _use_cuda_kernel(x, kernel_size):
+        return _cuda_kernel.backward(grad_y, x, kernel_size, temporal_range)
     return correlation_backward_reference(grad_y, x, kernel_size, temporal_range)
 
 
