@@ -89,3 +89,13 @@ def test_plugin_enqueue_matches_the_reference(
     source = x.half().float() if precision == "fp16" else x
     expected = correlation_reference(source.double(), k, big_l).numpy()
     np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance * np.abs(expected).max())
+
+
+def test_plugin_name_and_version_match_the_onnx_node() -> None:
+    """The exporter's op_type and domain version are the plugin's name and version (DESIGN.md §3)."""
+    from dcf.export.names import CORRELATION_OP_VERSION
+    from tests.cuda_build import SOURCE
+
+    header = (SOURCE / "correlationPlugin" / "correlationPlugin.h").read_text()
+    assert f'kCorrelationPluginName{{"{CORRELATION_OP}"}}' in header
+    assert f'kCorrelationPluginVersion{{"{CORRELATION_OP_VERSION}"}}' in header
