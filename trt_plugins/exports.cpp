@@ -47,6 +47,14 @@ extern "C" DCF_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
     }
 }
 
+#ifdef DCF_STATIC_REGISTRATION
+// The preload variant (libdcf_trt_plugins_preload.so) registers its creator when loaded, for hosts
+// that load plugins with LD_PRELOAD or dlopen only, such as Triton's TensorRT backend. Do not hand
+// it to IPluginRegistry::loadLibrary, which refuses creators that are already registered.
+using dcf::CorrelationPluginCreator;
+REGISTER_TENSORRT_PLUGIN(CorrelationPluginCreator);
+#endif
+
 extern "C" DCF_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
     static dcf::CorrelationPluginCreator sCorrelationCreator;

@@ -14,12 +14,26 @@ Export a checkpoint for deployment and check the result.
              --portable writes the op in standard ONNX ops for any ONNX runtime (CPU or GPU)
   tensorrt   build a TensorRT engine from an exported ONNX file (needs TensorRT and a GPU)
   verify     compare exported models with PyTorch on random and decoded clips
+  triton     a model repository for NVIDIA Triton Inference Server
 
 examples:
   dcf export onnx --checkpoint demo --out demo.onnx
   dcf export onnx --checkpoint demo --out demo.portable.onnx --portable --dynamic-frames
   dcf export verify --checkpoint demo --onnx demo.onnx --onnx demo.portable.onnx
   dcf export tensorrt --onnx demo.onnx --out demo.plan --plugin trt_plugins/build/libdcf_trt_plugins.so
+  dcf export triton --onnx demo.portable.onnx --out model_repository
+"""
+
+TRITON_DESCRIPTION = """\
+Write a model repository for NVIDIA Triton Inference Server: REPO/NAME/config.pbtxt (dynamic
+batching, instance group), REPO/NAME/1/model.onnx or model.plan, labels.txt and dcf.json (the
+input spec). Triton serves batches of preprocessed clips; decoding and sampling stay in dcf serve.
+ONNX files must be portable (Triton's ONNX Runtime backend has no DCFCorrelation kernel); engines
+need the plugin preloaded in tritonserver (LD_PRELOAD=libdcf_trt_plugins_preload.so, see README).
+
+examples:
+  dcf export triton --onnx demo.portable.onnx --out model_repository --kind cpu
+  dcf export triton --engine demo.plan --out model_repository --max-batch 16 --instances 2
 """
 
 ONNX_DESCRIPTION = """\
@@ -131,6 +145,25 @@ def add_parser(subparsers: Any) -> None:
     verify_parser.add_argument("--json", action="store_true", help="print the results as JSON")
     verify_parser.set_defaults(run=run_verify)
 
+    triton_parser = commands.add_parser(
+        "triton", help="write a Triton model repository", description=TRITON_DESCRIPTION, formatter_class=raw
+    )
+    triton_parser.add_argument("--onnx", type=Path, help="portable ONNX file (onnxruntime backend)")
+    triton_parser.add_argument(
+        "--engine", type=Path, help="TensorRT engine with its .json sidecar (tensorrt backend)"
+    )
+    triton_parser.add_argument("--out", type=Path, required=True, help="model repository folder")
+    triton_parser.add_argument("--name", help="model name (default: the file's stem)")
+    triton_parser.add_argument("--max-batch", type=int, default=8, help="max_batch_size (default: 8)")
+    triton_parser.add_argument(
+        "--max-queue-delay-us", type=int, default=5000, help="dynamic batching delay (default: 5000)"
+    )
+    triton_parser.add_argument("--instances", type=int, default=1, help="model instances (default: 1)")
+    triton_parser.add_argument(
+        "--kind", choices=["gpu", "cpu"], default="gpu", help="instance kind (default: gpu)"
+    )
+    triton_parser.set_defaults(run=run_triton)
+
 
 def run_onnx(args: argparse.Namespace) -> int:
     from dcf.checkpoint import load_checkpoint
@@ -209,3 +242,20 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         print(verify.format_report(results))
     return 0 if all(r.passed for r in results) else 1
+
+
+def run_triton(args: argparse.Namespace) -> int:
+    from dcf.export.triton import write_repository
+
+    folder = write_repository(
+        args.out,
+        onnx=args.onnx,
+        engine=args.engine,
+        name=args.name,
+        max_batch=args.max_batch,
+        max_queue_delay_us=args.max_queue_delay_us,
+        instances=args.instances,
+        kind=args.kind,
+    )
+    print(f"wrote {folder} (serve with: tritonserver --model-repository={args.out})")
+    return 0
