@@ -30,7 +30,6 @@ class ModelInfo:
     backend: str
     device: str
     precision: str
-    source: str
 
 
 class Predictor(Protocol):
@@ -159,5 +158,4 @@ def _info(
         backend=backend,
         device=device,
         precision=precision,
-        source=source,
     )
