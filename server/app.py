@@ -151,7 +151,7 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return _error(exc.status, exc.code, exc.message, getattr(request.state, "request_id", None), headers)
 
     @app.exception_handler(RequestValidationError)

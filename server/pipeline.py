@@ -20,9 +20,10 @@ from dcf.data.video import EncodedVideo, VideoInfo, VideoLimits
 class RequestError(ValueError):
     """A request the service refuses: HTTP ``status``, a stable ``code`` and a message for people."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.retry_after = retry_after if retry_after is not None else (1 if status == 503 else None)
 
 
 @dataclass(frozen=True)
