@@ -78,7 +78,7 @@ examples:
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export to ONNX / TensorRT and verify",
+        help="export to ONNX, TensorRT or Triton, and verify",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
