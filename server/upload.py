@@ -26,6 +26,7 @@ class Upload:
 class _Part:
     headers: dict[str, str] = field(default_factory=dict)
     data: bytearray = field(default_factory=bytearray)
+    complete: bool = False  # its closing boundary arrived
 
 
 async def read_upload(request: Request, file_field: str, max_bytes: int) -> Upload:
@@ -50,6 +51,9 @@ async def read_upload(request: Request, file_field: str, max_bytes: int) -> Uplo
     def on_part_data(data: bytes, start: int, end: int) -> None:
         parts[-1].data += data[start:end]
 
+    def on_part_end() -> None:
+        parts[-1].complete = True
+
     def on_header_field(data: bytes, start: int, end: int) -> None:
         header_field.extend(data[start:end])
 
@@ -66,6 +70,7 @@ async def read_upload(request: Request, file_field: str, max_bytes: int) -> Uplo
         {
             "on_part_begin": on_part_begin,
             "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
             "on_header_field": on_header_field,
             "on_header_value": on_header_value,
             "on_header_end": on_header_end,
@@ -88,6 +93,10 @@ async def read_upload(request: Request, file_field: str, max_bytes: int) -> Uplo
     except Exception as exc:  # python-multipart's parse errors
         raise RequestError(400, "invalid_request", f"the multipart body could not be parsed: {exc}") from None
 
+    if any(not part.complete for part in parts):
+        raise RequestError(
+            400, "invalid_request", "the multipart body ended before its closing boundary (truncated upload?)"
+        )
     upload: Upload | None = None
     fields: dict[str, str] = {}
     for part in parts:

@@ -233,3 +233,19 @@ def test_deadline_answers_503(tmp_path) -> None:
         assert hurried.get("/healthz").status_code == 200
     finally:
         stop_server(hurried)
+
+
+def test_truncated_multipart_body_is_400(server: Server) -> None:
+    import httpx
+
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n'
+        + media.single_frame_mp4()
+    )
+    response = httpx.post(
+        f"{server.url}/v1/predict",
+        content=body,
+        headers={"content-type": "multipart/form-data; boundary=XyZ"},
+        timeout=30,
+    )
+    assert response.status_code == 400 and "closing boundary" in error_of(response)["message"]
