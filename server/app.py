@@ -261,7 +261,7 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
             raise RequestError(400, "undecodable_video", str(exc)) from None
         except TimeoutError:
             raise RequestError(
-                503, "deadline_exceeded", f"decoding took longer than {settings.request_timeout_s:.0f} s"
+                503, "deadline_exceeded", f"decoding took longer than {settings.request_timeout_s:g} s"
             ) from None
         service.metrics.decode_seconds.observe(prepared.decode_s)
 
@@ -270,12 +270,10 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
                 batcher.submit(prepared.views, deadline), deadline - time.perf_counter()
             )
         except Overloaded as exc:
-            return _error(
-                503, "overloaded", str(exc), request.state.request_id, {"Retry-After": str(exc.retry_after)}
-            )  # type: ignore[return-value]
+            raise RequestError(503, "overloaded", str(exc), retry_after=exc.retry_after) from None
         except (DeadlineExceeded, TimeoutError):
             raise RequestError(
-                503, "deadline_exceeded", f"no answer within {settings.request_timeout_s:.0f} s"
+                503, "deadline_exceeded", f"no answer within {settings.request_timeout_s:g} s"
             ) from None
         service.metrics.queue_seconds.observe(timing.queue_s)
 
