@@ -10,6 +10,7 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <type_traits>
 
 namespace dcf
 {
@@ -102,6 +103,30 @@ float scaleOf(CorrelationShape const& s)
     return 1.F / std::sqrt(static_cast<float>(s.c));
 }
 
+//! Calls launch(std::integral_constant<int32_t, K>) for the compiled window sizes.
+template <typename Launch>
+cudaError_t withKernelSize(CorrelationShape const& s, Launch&& launch)
+{
+    if (!correlationSupported(s))
+    {
+        return cudaErrorInvalidValue;
+    }
+    if (empty(s))
+    {
+        return cudaSuccess;
+    }
+    switch (s.kernelSize)
+    {
+    case 1: launch(std::integral_constant<int32_t, 1>{}); break;
+    case 3: launch(std::integral_constant<int32_t, 3>{}); break;
+    case 5: launch(std::integral_constant<int32_t, 5>{}); break;
+    case 7: launch(std::integral_constant<int32_t, 7>{}); break;
+    case 9: launch(std::integral_constant<int32_t, 9>{}); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
 } // namespace
 
 bool correlationSupported(CorrelationShape const& s)
@@ -113,55 +138,19 @@ bool correlationSupported(CorrelationShape const& s)
 template <typename T>
 cudaError_t correlationForward(T const* x, T* y, CorrelationShape const& s, cudaStream_t stream)
 {
-    if (!correlationSupported(s))
-    {
-        return cudaErrorInvalidValue;
-    }
-    if (empty(s))
-    {
-        return cudaSuccess;
-    }
-    dim3 const block(kBlockX, kBlockY);
-    dim3 const grid = gridFor(s);
-    float const scale = scaleOf(s);
-    int32_t const L = s.temporalRange;
-    switch (s.kernelSize)
-    {
-    case 1: forwardKernel<1, T><<<grid, block, 0, stream>>>(x, y, s.n, s.c, s.t, s.h, s.w, L, scale); break;
-    case 3: forwardKernel<3, T><<<grid, block, 0, stream>>>(x, y, s.n, s.c, s.t, s.h, s.w, L, scale); break;
-    case 5: forwardKernel<5, T><<<grid, block, 0, stream>>>(x, y, s.n, s.c, s.t, s.h, s.w, L, scale); break;
-    case 7: forwardKernel<7, T><<<grid, block, 0, stream>>>(x, y, s.n, s.c, s.t, s.h, s.w, L, scale); break;
-    case 9: forwardKernel<9, T><<<grid, block, 0, stream>>>(x, y, s.n, s.c, s.t, s.h, s.w, L, scale); break;
-    default: return cudaErrorInvalidValue;
-    }
-    return cudaGetLastError();
+    return withKernelSize(s, [&](auto k) {
+        forwardKernel<decltype(k)::value, T><<<gridFor(s), dim3(kBlockX, kBlockY), 0, stream>>>(
+            x, y, s.n, s.c, s.t, s.h, s.w, s.temporalRange, scaleOf(s));
+    });
 }
 
 template <typename T>
 cudaError_t correlationBackward(T const* gradY, T const* x, T* gradX, CorrelationShape const& s, cudaStream_t stream)
 {
-    if (!correlationSupported(s))
-    {
-        return cudaErrorInvalidValue;
-    }
-    if (empty(s))
-    {
-        return cudaSuccess;
-    }
-    dim3 const block(kBlockX, kBlockY);
-    dim3 const grid = gridFor(s);
-    float const scale = scaleOf(s);
-    int32_t const L = s.temporalRange;
-    switch (s.kernelSize)
-    {
-    case 1: backwardKernel<1, T><<<grid, block, 0, stream>>>(gradY, x, gradX, s.n, s.c, s.t, s.h, s.w, L, scale); break;
-    case 3: backwardKernel<3, T><<<grid, block, 0, stream>>>(gradY, x, gradX, s.n, s.c, s.t, s.h, s.w, L, scale); break;
-    case 5: backwardKernel<5, T><<<grid, block, 0, stream>>>(gradY, x, gradX, s.n, s.c, s.t, s.h, s.w, L, scale); break;
-    case 7: backwardKernel<7, T><<<grid, block, 0, stream>>>(gradY, x, gradX, s.n, s.c, s.t, s.h, s.w, L, scale); break;
-    case 9: backwardKernel<9, T><<<grid, block, 0, stream>>>(gradY, x, gradX, s.n, s.c, s.t, s.h, s.w, L, scale); break;
-    default: return cudaErrorInvalidValue;
-    }
-    return cudaGetLastError();
+    return withKernelSize(s, [&](auto k) {
+        backwardKernel<decltype(k)::value, T><<<gridFor(s), dim3(kBlockX, kBlockY), 0, stream>>>(
+            gradY, x, gradX, s.n, s.c, s.t, s.h, s.w, s.temporalRange, scaleOf(s));
+    });
 }
 
 template cudaError_t correlationForward<float>(float const*, float*, CorrelationShape const&, cudaStream_t);
