@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from bench.common import machine_description
+from bench.common import machine_description, write_results
 from dcf.checkpoint import checkpoint_of, load_checkpoint
 from dcf.data.datasets import ClipDataset, read_dataset
 from dcf.training.config import load_config
@@ -91,9 +91,7 @@ def main() -> None:
         "|---|---:|---:|---:|---:|",
     ]
     lines += [f"| {n} | {p / 1e6:.2f}M | {t1:.1f} | {t5:.1f} | {m:.1f} |" for n, p, t1, t5, m in rows]
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {args.results}")
+    write_results(args.results, lines)
 
 
 def _toml_inline(value: object) -> str:

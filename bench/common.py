@@ -7,6 +7,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -49,3 +50,12 @@ def median_times(
                 fn()
             samples[name].append((time.perf_counter() - start) / calls)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def write_results(path: Path, lines: list[str]) -> None:
+    """Writes a results table (Markdown lines) to ``path`` and prints it."""
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(text, end="", flush=True)
+    print(f"wrote {path}", flush=True)

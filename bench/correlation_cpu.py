@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import machine_description, median_times
+from bench.common import machine_description, median_times, write_results
 from dcf.ops import _cpu_kernel, correlation, correlation_reference
 
 SHAPES = {
@@ -90,9 +90,7 @@ def main() -> None:
             f"| {fwd['naive'] / fwd['fast']:.1f}x | {bwd['naive'] * 1e3:.2f} | {bwd['fast'] * 1e3:.2f} "
             f"| {bwd['naive'] / bwd['fast']:.1f}x | {(bwd['fast'] - fwd['fast']) / fwd['fast']:.1f}x |"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}", flush=True)
+    write_results(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from bench.common import write_results
 from dcf.ops import _cuda_kernel, correlation, correlation_reference
 
 # (name, C, T, H, W, L) of the DCF inputs (channels already reduced) at 13x160^2 / 16x224^2 / 8x224^2.
@@ -94,9 +95,7 @@ def main() -> None:
             f"{floor * 1e3:.3f} | {100 * floor / kernel:.0f}% |"
         )
     lines.append("")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
-from bench.common import machine_description, median_times
+from bench.common import machine_description, median_times, write_results
 from dcf.checkpoint import CheckpointConfig, load_checkpoint, save_checkpoint
 from dcf.data.spec import InputSpec
 from dcf.export.onnx_export import export_onnx
@@ -196,9 +196,7 @@ def main() -> None:
         f"Measured: **{times['ort dcf portable'] / base:.3f}x**.",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(args.out, lines)
 
 
 if __name__ == "__main__":

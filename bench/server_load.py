@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.common import machine_description
+from bench.common import machine_description, write_results
 from dcf.checkpoint import CheckpointConfig, save_checkpoint
 from dcf.data.spec import InputSpec
 from dcf.data.synthetic import render_video
@@ -158,9 +158,7 @@ def main() -> None:
             f"{r['server_batch_clips']:.1f} | {alone:.1f} | {r['throughput'] / alone:.2f} |"
         )
     lines.append("")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results(args.out, lines)
 
 
 if __name__ == "__main__":

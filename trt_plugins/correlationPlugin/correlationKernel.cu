@@ -50,27 +50,42 @@ struct Convert<__half>
     }
 };
 
+//! y at every channel of one position.
 template <int32_t K, typename T>
-__global__ void forwardKernel(T const* __restrict__ x, T* __restrict__ y, int64_t N, int64_t C, int64_t Tn, int64_t H,
-    int64_t W, int32_t L, float scale)
+struct Forward
 {
-    int64_t const j = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-    int64_t const i = int64_t{blockIdx.y} * blockDim.y + threadIdx.y;
-    if (i >= H || j >= W)
+    T const* x;
+    T* y;
+    __device__ void operator()(int64_t C, int64_t Tn, int64_t H, int64_t W, int32_t L, float scale, int64_t n,
+        int64_t t, int64_t i, int64_t j) const
     {
-        return;
+        // Lambdas, so the conversions inline (a function pointer would be an indirect call).
+        auto load = [](T const& v) { return Convert<T>::load(v); };
+        auto store = [](float v) { return Convert<T>::store(v); };
+        forwardAt<K>(x, y, C, Tn, H, W, L, scale, n, t, i, j, load, store);
     }
-    auto load = [](T const& v) { return Convert<T>::load(v); };
-    auto store = [](float v) { return Convert<T>::store(v); };
-    for (int64_t nt = blockIdx.z; nt < N * Tn; nt += gridDim.z) // grid-stride over (n, t)
-    {
-        forwardAt<K>(x, y, C, Tn, H, W, L, scale, nt / Tn, nt % Tn, i, j, load, store);
-    }
-}
+};
 
+//! grad_x at every channel of one position.
 template <int32_t K, typename T>
-__global__ void backwardKernel(T const* __restrict__ gy, T const* __restrict__ x, T* __restrict__ gx, int64_t N,
-    int64_t C, int64_t Tn, int64_t H, int64_t W, int32_t L, float scale)
+struct Backward
+{
+    T const* gy;
+    T const* x;
+    T* gx;
+    __device__ void operator()(int64_t C, int64_t Tn, int64_t H, int64_t W, int32_t L, float scale, int64_t n,
+        int64_t t, int64_t i, int64_t j) const
+    {
+        // Lambdas, so the conversions inline (a function pointer would be an indirect call).
+        auto load = [](T const& v) { return Convert<T>::load(v); };
+        auto store = [](float v) { return Convert<T>::store(v); };
+        backwardAt<K>(gy, x, gx, C, Tn, H, W, L, scale, n, t, i, j, load, store);
+    }
+};
+
+//! One thread per (i, j); blocks along z stride over (n, t).
+template <typename Op>
+__global__ void positionsKernel(Op op, int64_t N, int64_t C, int64_t Tn, int64_t H, int64_t W, int32_t L, float scale)
 {
     int64_t const j = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
     int64_t const i = int64_t{blockIdx.y} * blockDim.y + threadIdx.y;
@@ -78,11 +93,9 @@ __global__ void backwardKernel(T const* __restrict__ gy, T const* __restrict__ x
     {
         return;
     }
-    auto load = [](T const& v) { return Convert<T>::load(v); };
-    auto store = [](float v) { return Convert<T>::store(v); };
     for (int64_t nt = blockIdx.z; nt < N * Tn; nt += gridDim.z)
     {
-        backwardAt<K>(gy, x, gx, C, Tn, H, W, L, scale, nt / Tn, nt % Tn, i, j, load, store);
+        op(C, Tn, H, W, L, scale, nt / Tn, nt % Tn, i, j);
     }
 }
 
@@ -139,8 +152,8 @@ template <typename T>
 cudaError_t correlationForward(T const* x, T* y, CorrelationShape const& s, cudaStream_t stream)
 {
     return withKernelSize(s, [&](auto k) {
-        forwardKernel<decltype(k)::value, T><<<gridFor(s), dim3(kBlockX, kBlockY), 0, stream>>>(
-            x, y, s.n, s.c, s.t, s.h, s.w, s.temporalRange, scaleOf(s));
+        positionsKernel<<<gridFor(s), dim3(kBlockX, kBlockY), 0, stream>>>(
+            Forward<decltype(k)::value, T>{x, y}, s.n, s.c, s.t, s.h, s.w, s.temporalRange, scaleOf(s));
     });
 }
 
@@ -148,8 +161,8 @@ template <typename T>
 cudaError_t correlationBackward(T const* gradY, T const* x, T* gradX, CorrelationShape const& s, cudaStream_t stream)
 {
     return withKernelSize(s, [&](auto k) {
-        backwardKernel<decltype(k)::value, T><<<gridFor(s), dim3(kBlockX, kBlockY), 0, stream>>>(
-            gradY, x, gradX, s.n, s.c, s.t, s.h, s.w, s.temporalRange, scaleOf(s));
+        positionsKernel<<<gridFor(s), dim3(kBlockX, kBlockY), 0, stream>>>(
+            Backward<decltype(k)::value, T>{gradY, x, gradX}, s.n, s.c, s.t, s.h, s.w, s.temporalRange, scaleOf(s));
     });
 }
 
