@@ -8,7 +8,13 @@ top-1 on a test split generated with a seed no run has seen:
   +long-term    L = (2, 2, 1), no pyramid
   +pyramid      L = (2, 2, 1) with the spatial pyramid (the full DCF)
 
-    python -m bench.ablation_synthetic --data data/synth --epochs 12   # writes bench/results/ablation_synthetic.md
+    python -m bench.ablation_synthetic --data data/synth --epochs 36   # writes bench/results/ablation_synthetic.md
+    python -m bench.ablation_synthetic --data data/synth --epochs 36 --resume   # after it was stopped
+
+Each variant trains in OUT/e<epochs>/<variant>. A finished variant leaves its test result there
+(ablation.json); --resume reuses finished variants and continues an unfinished one from its last
+epoch, so a run can be spread over several sittings. Training time is the sum of the epoch times
+in metrics.jsonl, so it does not count the pauses.
 """
 
 from __future__ import annotations
@@ -16,13 +22,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
 from bench.common import machine_description, write_results
+from dcf._io import atomic_write_bytes
 from dcf.checkpoint import checkpoint_of, load_checkpoint
 from dcf.data.datasets import ClipDataset, read_dataset
 from dcf.training.config import load_config
@@ -44,8 +50,13 @@ def main() -> None:
     parser.add_argument(
         "--data", default="data/synth", help="synthetic dataset with train, val and test splits"
     )
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    parser.add_argument(
+        "--epochs", type=int, default=36, help="epochs per variant (the demo recipe's length)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help="runs directory")
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse finished variants, continue an unfinished one"
+    )
     parser.add_argument(
         "--results", type=Path, default=Path(__file__).parent / "results" / "ablation_synthetic.md"
     )
@@ -53,31 +64,16 @@ def main() -> None:
 
     rows = []
     for name, (architecture, dcf) in VARIANTS.items():
-        base = load_config(args.config, [f'data.root="{args.data}"', f"optim.epochs={args.epochs}"])
-        kwargs = dict(base.model.kwargs)
-        if dcf is not None:
-            kwargs["dcf"] = dcf
-        overrides = [
-            f'data.root="{args.data}"',
-            f"optim.epochs={args.epochs}",
-            f'model.architecture="{architecture}"',
-            f'run.out="{args.out / name.strip("+")}"',
-            f"model.kwargs={_toml_inline(kwargs)}",
-        ]
-        config = load_config(args.config, overrides)
-        start = time.perf_counter()
-        train(config, progress=False)
-        minutes = (time.perf_counter() - start) / 60
-        model = load_checkpoint(args.out / name.strip("+") / "best.safetensors")
-        spec = checkpoint_of(model).input_spec
-        test = ClipDataset(read_dataset(args.data, "folder", "test"), spec, train=False)
-        result = evaluate(model, DataLoader(test, batch_size=16, num_workers=1), torch.device("cpu"))
-        params = sum(p.numel() for p in model.parameters())
-        rows.append((name, params, result["top1"], result["top5"], minutes))
-        print(
-            json.dumps({"variant": name, "top1": result["top1"], "top5": result["top5"], "minutes": minutes}),
-            flush=True,
-        )
+        out = args.out / f"e{args.epochs}" / name.strip("+")
+        result_path = out / "ablation.json"
+        if args.resume and result_path.exists():
+            result = json.loads(result_path.read_text(encoding="utf-8"))
+            print(f"{name}: finished earlier, {result}", flush=True)
+        else:
+            result = _run_variant(args, name, architecture, dcf, out)
+            atomic_write_bytes(result_path, json.dumps(result).encode())
+            print(json.dumps(result), flush=True)
+        rows.append(result)
 
     lines = [
         "# Ablation on the synthetic motion dataset (in the spirit of the paper's Table 1)",
@@ -90,8 +86,42 @@ def main() -> None:
         "| variant | params | test top-1 (%) | test top-5 (%) | training time (min) |",
         "|---|---:|---:|---:|---:|",
     ]
-    lines += [f"| {n} | {p / 1e6:.2f}M | {t1:.1f} | {t5:.1f} | {m:.1f} |" for n, p, t1, t5, m in rows]
+    lines += [
+        f"| {r['variant']} | {r['params'] / 1e6:.2f}M | {r['top1']:.1f} | {r['top5']:.1f} | {r['minutes']:.1f} |"
+        for r in rows
+    ]
     write_results(args.results, lines)
+
+
+def _run_variant(
+    args: argparse.Namespace, name: str, architecture: str, dcf: dict[str, object] | None, out: Path
+) -> dict[str, object]:
+    """Trains one variant (continuing its last epoch with --resume) and tests its best checkpoint."""
+    base = load_config(args.config, [f'data.root="{args.data}"'])
+    kwargs = dict(base.model.kwargs)
+    if dcf is not None:
+        kwargs["dcf"] = dcf
+    overrides = [
+        f'data.root="{args.data}"',
+        f"optim.epochs={args.epochs}",
+        f'model.architecture="{architecture}"',
+        f'run.out="{out}"',
+        f"model.kwargs={_toml_inline(kwargs)}",
+    ]
+    train(load_config(args.config, overrides), resume=args.resume, progress=False)
+    model = load_checkpoint(out / "best.safetensors")
+    spec = checkpoint_of(model).input_spec
+    test = ClipDataset(read_dataset(args.data, "folder", "test"), spec, train=False)
+    result = evaluate(model, DataLoader(test, batch_size=16, num_workers=1), torch.device("cpu"))
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    return {
+        "variant": name,
+        "epochs": args.epochs,
+        "params": sum(p.numel() for p in model.parameters()),
+        "top1": result["top1"],
+        "top5": result["top5"],
+        "minutes": sum(e["epoch_s"] for e in epochs) / 60,
+    }
 
 
 def _toml_inline(value: object) -> str:

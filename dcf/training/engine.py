@@ -3,7 +3,8 @@
 Rank 0 alone logs, writes ``metrics.jsonl`` and checkpoints. ``last.safetensors`` (the model) and
 ``last.state.safetensors`` (optimizer, scaler, progress) are written atomically after every
 epoch, so a killed run resumes from its last finished epoch; ``best.safetensors`` keeps the best
-validation top-1.
+validation top-1. ``metrics.jsonl`` holds one line per finished epoch of this run: a fresh run
+into a used directory starts a new log, a resumed one keeps the lines of the epochs it resumes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from dcf._io import atomic_write_bytes
 from dcf.checkpoint import (
     CheckpointConfig,
     atomic_save,
@@ -147,6 +149,16 @@ def _loader(
     )
 
 
+def _truncate_metrics(path: Path, epochs: int) -> None:
+    """Keeps the metrics of the first ``epochs`` epochs: a fresh run starts an empty log, a resumed
+    run drops lines of epochs it will train again (written before the run was killed)."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs]
+    atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+
+
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, float]:
     """Trains as ``config`` says; returns the final validation metrics."""
     env = setup_distributed()
@@ -208,6 +220,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     metrics: dict[str, float] = {}
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(out / "metrics.jsonl", start_epoch)
+        if start_epoch == 0:  # a fresh run: an old run's optimizer state must not be resumed later
+            (out / "last.state.safetensors").unlink(missing_ok=True)
         logger.info(
             "training %s on %d videos (%d classes), %d steps/epoch of %d clips, device %s, %d process(es)",
             config.model.architecture,
