@@ -238,6 +238,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         train_set.epoch = epoch
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
+        elif train_loader.generator is not None:  # the same order per epoch, resumed or not
+            train_loader.generator.manual_seed(config.run.seed + epoch)
         loss_sum = correct = seen = 0.0
         start = time.perf_counter()
         bar = tqdm(

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from dcf.checkpoint import load_checkpoint
 from dcf.data.synthetic import generate
@@ -95,9 +97,16 @@ def test_train_kill_resume_eval(dataset: Path, tmp_path: Path) -> None:
     assert set(scores) == {"top1", "top5", "videos"} and scores["videos"] == 12
     assert 0 <= scores["top1"] <= scores["top5"] <= 100
 
-    fresh = subprocess.run(dcf_cmd(*train_args(dataset, out, 1)), capture_output=True, text=True, timeout=300)
+    # The same run without the kill, started afresh in the used directory: its own log, and the
+    # same weights (resume restores optimizer, RNG and data order exactly).
+    resumed_weights = load_file(out / "last.safetensors")
+    fresh = subprocess.run(dcf_cmd(*train_args(dataset, out, 6)), capture_output=True, text=True, timeout=300)
     assert fresh.returncode == 0, fresh.stderr
-    assert epochs_logged(out) == [1]  # a fresh run into a used directory starts its own log
+    assert epochs_logged(out) == list(range(1, 7))
+    straight_weights = load_file(out / "last.safetensors")
+    assert resumed_weights.keys() == straight_weights.keys()
+    for name, value in straight_weights.items():
+        assert torch.equal(resumed_weights[name], value), name
 
 
 @pytest.mark.slow
