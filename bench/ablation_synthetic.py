@@ -32,7 +32,7 @@ from dcf._io import atomic_write_bytes
 from dcf.checkpoint import checkpoint_of, load_checkpoint
 from dcf.data.datasets import ClipDataset, read_dataset
 from dcf.training.config import load_config
-from dcf.training.engine import evaluate, train
+from dcf.training.engine import evaluate, read_metrics, train
 
 VARIANTS: dict[str, tuple[str, dict[str, object] | None]] = {
     "backbone": ("x3d_xs", None),
@@ -113,14 +113,13 @@ def _run_variant(
     spec = checkpoint_of(model).input_spec
     test = ClipDataset(read_dataset(args.data, "folder", "test"), spec, train=False)
     result = evaluate(model, DataLoader(test, batch_size=16, num_workers=1), torch.device("cpu"))
-    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     return {
         "variant": name,
         "epochs": args.epochs,
         "params": sum(p.numel() for p in model.parameters()),
         "top1": result["top1"],
         "top5": result["top5"],
-        "minutes": sum(e["epoch_s"] for e in epochs) / 60,
+        "minutes": sum(e["epoch_s"] for e in read_metrics(out / "metrics.jsonl")) / 60,
     }
 
 

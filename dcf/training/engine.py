@@ -149,14 +149,20 @@ def _loader(
     )
 
 
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """The per-epoch records of a run's ``metrics.jsonl`` (empty if there is none yet)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def _truncate_metrics(path: Path, epochs: int) -> None:
     """Keeps the metrics of the first ``epochs`` epochs: a fresh run starts an empty log, a resumed
     run drops lines of epochs it will train again (written before the run was killed)."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs]
-    atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+    kept = [record for record in read_metrics(path) if record["epoch"] <= epochs]
+    if path.exists():
+        atomic_write_bytes(path, "".join(json.dumps(record) + "\n" for record in kept).encode())
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, float]:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from dcf.checkpoint import load_checkpoint
 from dcf.data.synthetic import generate
+from dcf.training.engine import read_metrics
 
 TINY = [
     'model.architecture="x3d_xs_dcf"',
@@ -47,8 +48,7 @@ def train_args(data: Path, out: Path, epochs: int) -> list[str]:
 
 
 def epochs_logged(out: Path) -> list[int]:
-    path = out / "metrics.jsonl"
-    return [json.loads(line)["epoch"] for line in path.read_text().splitlines()] if path.exists() else []
+    return [record["epoch"] for record in read_metrics(out / "metrics.jsonl")]
 
 
 @pytest.mark.slow
