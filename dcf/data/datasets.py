@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from torch.utils.data import Dataset
 
 from dcf.data.sampling import sample_indices
 from dcf.data.spec import InputSpec
-from dcf.data.transforms import eval_transform, train_transform
+from dcf.data.transforms import eval_transform, train_short_side, train_transform
 from dcf.data.video import VideoSource, open_video
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
@@ -160,7 +161,8 @@ class ClipDataset(Dataset[tuple[Tensor, int]]):
         n = video.info.num_frames
         if self.train:
             rng = random.Random(hash((self.seed, self.epoch, index)))
-            frames = video.read(sample_indices(self.spec, n, rng=rng))
+            indices = sample_indices(self.spec, n, rng=rng)
+            frames = video.read(indices, train_short_side(self.spec, rng))
             return train_transform(frames, self.spec, rng), label
         return eval_views(video, self.spec, self.num_clips, self.num_crops), label
 
@@ -171,13 +173,15 @@ def eval_views(
     num_clips: int = 1,
     num_crops: int = 1,
     ranges: Sequence[tuple[int, int]] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Tensor:
     """The evaluation views of one video: ``num_clips`` evenly placed clips x ``num_crops`` crops,
     each sampled and preprocessed by ``spec``; shape (num_clips * num_crops, 3, T, S, S).
 
     With ``ranges`` (frame index ``[start, stop)`` pairs, e.g. the windows of a timeline), the
     clips are placed in each range in turn: (len(ranges) * num_clips * num_crops, 3, T, S, S).
-    All frames are read in one pass over the video.
+    All frames are read in one pass over the video, decoded straight at ``spec.test_short_side``;
+    ``cancel`` stops the decoding (:class:`~dcf.data.video.DecodeCancelled`).
     """
     ranges = ranges or [(0, video.info.num_frames)]
     plan = [
@@ -185,6 +189,6 @@ def eval_views(
         for start, stop in ranges
         for clip in range(num_clips)
     ]
-    frames = video.read([i for clip in plan for i in clip])
+    frames = video.read([i for clip in plan for i in clip], spec.test_short_side, cancel)
     t = spec.num_frames
     return torch.cat([eval_transform(frames[k * t : (k + 1) * t], spec, num_crops) for k in range(len(plan))])

@@ -1,7 +1,15 @@
 """Reading frames: encoded videos through PyAV, and folders of JPEG frames (Something-Something V1).
 
-Both give a :class:`VideoSource`: its frame count, then the RGB frames at chosen indices.
-Containers are always closed; every failure to read is a :class:`VideoDecodeError`.
+Both give a :class:`VideoSource`: its frame count, then the RGB frames at chosen indices, brought to
+the model's working size as each frame is decoded. Containers are always closed; every failure to
+read is a :class:`VideoDecodeError`.
+
+What one video may cost is bounded before and while it is decoded: the header's resolution and the
+demuxed frame count and duration against :class:`VideoLimits`; the frames that must be decoded for
+the wanted ones (a :class:`DecodePlan`, from the keyframe index) against a pixel budget; and a
+``cancel`` event checked between packets and frames. Files are opened with an allow-list of
+container formats and no way to open anything else: a playlist, manifest or list file inside an
+upload never makes FFmpeg open a file or a URL.
 """
 
 from __future__ import annotations
@@ -9,15 +17,25 @@ from __future__ import annotations
 import bisect
 import contextlib
 import io
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import av
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+# FFmpeg demuxers accepted for videos: what cameras, phones, editors, browsers and screen recorders
+# write (MP4/MOV/3GP, Matroska/WebM, AVI, MPEG-TS, MPEG-PS, FLV, ASF/WMV, Ogg, GIF) and raw Y4M.
+# Demuxers that read other files or URLs (hls, dash, concat, image2 patterns, ...) are not on it.
+VIDEO_FORMATS = ("mov", "matroska", "avi", "mpegts", "mpeg", "flv", "asf", "ogg", "gif", "yuv4mpegpipe")
+IMAGE_FORMATS = ("jpeg_pipe", "png_pipe")  # one image per file (frame folders)
+
+# Nearest swscale filter to the antialiased bilinear resize: a triangle widened by the scale factor.
+_INTERPOLATION = "BILINEAR"
 
 
 class VideoDecodeError(ValueError):
@@ -25,7 +43,15 @@ class VideoDecodeError(ValueError):
 
 
 class NotAVideo(VideoDecodeError):
-    """The input is no media container FFmpeg knows, or one without a video stream."""
+    """The input is no accepted media container, or one without a video stream."""
+
+
+class VideoLimitError(ValueError):
+    """The video is valid but larger than a :class:`VideoLimits` allows."""
+
+
+class DecodeCancelled(Exception):
+    """Decoding stopped because its ``cancel`` event was set (deadline passed, client gone)."""
 
 
 @dataclass(frozen=True)
@@ -42,26 +68,42 @@ class VideoInfo:
     rotation: int = 0
 
 
-class VideoLimitError(ValueError):
-    """The video is valid but larger than a :class:`VideoLimits` allows."""
-
-
 @dataclass(frozen=True)
 class VideoLimits:
-    """Bounds checked before decoding (resolution, from the header) and after counting frames."""
+    """Bounds checked before decoding: resolution (from the header), frames and duration (from
+    demuxing), and the decode work of a read (frames that must be decoded x coded pixels)."""
 
     max_width: int = 8192
     max_height: int = 8192
     max_pixels: int = 8192 * 4320
+    max_aspect_ratio: float = 16.0  # long side / short side (frames at the working size scale with it)
     max_frames: int = 1_000_000
     max_duration: float = 24 * 3600.0
+    max_decode_pixels: int | None = None  # frames to decode x width x height per read; None: no limit
+
+
+class DecodeWorkError(VideoLimitError):
+    """Reading the wanted frames would decode more pixels than ``VideoLimits.max_decode_pixels``."""
+
+
+def output_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) with ``min(height, width) == short_side``, the aspect ratio kept (rounded)."""
+    scale = short_side / min(height, width)
+    return max(short_side, round(height * scale)), max(short_side, round(width * scale))
 
 
 class VideoSource(Protocol):
     info: VideoInfo
 
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        """Frames at ``indices`` (any order, repeats allowed) as uint8 (len(indices), H, W, 3)."""
+    def read(
+        self, indices: Sequence[int], short_side: int | None = None, cancel: threading.Event | None = None
+    ) -> np.ndarray:
+        """Frames at ``indices`` (any order, repeats allowed) as uint8 (len(indices), H, W, 3),
+        resized so that min(H, W) == ``short_side`` (None: as stored).
+
+        Raises:
+            DecodeCancelled: ``cancel`` was set before the frames were read.
+        """
         ...
 
 
@@ -71,23 +113,149 @@ def _clockwise(frame: av.VideoFrame) -> int:
     return (-round(frame.rotation / 90) * 90) % 360
 
 
+def _to_rgb(frame: av.VideoFrame, short_side: int | None, rotation: int = 0) -> np.ndarray:
+    """The frame as upright RGB, converted and resized by swscale in one step: a source-resolution
+    RGB copy never exists."""
+    height, width = frame.height, frame.width
+    if short_side is not None:
+        height, width = output_size(height, width, short_side)
+    rgb = frame.reformat(
+        width=width, height=height, format="rgb24", interpolation=_INTERPOLATION
+    ).to_ndarray()
+    turns = rotation // 90
+    return np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb
+
+
+class _MemoryFile(io.RawIOBase):
+    """Seekable reads over a buffer without copying it (``io.BytesIO`` copies a ``bytearray``).
+    Nameless on purpose: FFmpeg probes by file name extension too (``x.m3u8`` picks HLS)."""
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data).cast("B")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), len(self._view) - self._position))
+        buffer[:n] = self._view[self._position : self._position + n]
+        self._position += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
+class _NamelessFile:
+    """A file on disk, handed to FFmpeg without its name (see :class:`_MemoryFile`)."""
+
+    def __init__(self, file: io.BufferedReader) -> None:
+        self.read, self.seek, self.tell = file.read, file.seek, file.tell
+
+
+def _refuse_nested_open(url: str, flags: int, options: dict[str, str]) -> None:
+    raise PermissionError(f"the file refers to another file or URL ({url[:200]})")
+
+
+@contextlib.contextmanager
+def open_container(
+    source: str | Path | bytes | bytearray | memoryview, formats: Sequence[str] = VIDEO_FORMATS
+) -> Iterator[av.container.InputContainer]:
+    """``source`` (a path or bytes) opened with FFmpeg, as one of the demuxers ``formats``, with no
+    protocol at all: FFmpeg reads only what Python hands it, and every nested open is refused.
+
+    Raises:
+        NotAVideo: Not one of ``formats``, not readable, a list of other files, or no video stream.
+    """
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, bytes | bytearray | memoryview):
+            file: Any = _MemoryFile(source)
+        else:
+            try:
+                file = _NamelessFile(stack.enter_context(open(source, "rb")))
+            except OSError as exc:
+                raise NotAVideo(f"cannot read {source}: {exc.strerror}") from None
+        try:
+            container = av.open(
+                file,
+                mode="r",
+                container_options={"format_whitelist": ",".join(formats)},
+                io_open=_refuse_nested_open,
+            )
+        except av.error.ArgumentError:  # probing found a demuxer that is not on the list
+            raise NotAVideo(
+                "not a video container this reader accepts (MP4/MOV, Matroska/WebM, AVI, MPEG-TS/PS, FLV, "
+                "ASF/WMV, Ogg, GIF, Y4M)"
+                if formats is VIDEO_FORMATS
+                else f"not one of the accepted formats ({', '.join(formats)})"
+            ) from None
+        except av.error.FFmpegError as exc:
+            raise NotAVideo(f"not a media container FFmpeg can read ({exc.strerror})") from None
+        except PermissionError as exc:
+            raise NotAVideo(f"{exc}: only self-contained video files are read") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NotAVideo(f"not a readable video container: {exc}") from None
+        stack.enter_context(container)
+        if not container.streams.video:
+            raise NotAVideo("the file has no video stream")
+        yield container
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise DecodeCancelled("decoding was cancelled")
+
+
 # Seek only when it skips at least this many frames: a seek restarts decoding at a keyframe.
 _SEEK_MIN_SKIP = 24
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """How :meth:`EncodedVideo.read` reaches the wanted frames: runs of decoding, each from
+    ``seek_to`` (a keyframe index; None: go on from where the decoder is) up to ``last``."""
+
+    runs: tuple[tuple[int | None, int], ...]
+    frames: int  # frames the decoder produces in all
+    pixels: int  # frames x coded width x coded height
 
 
 class EncodedVideo:
     """A video file or in-memory bytes, decoded with PyAV (FFmpeg).
 
-    Opening reads the container's packets (no decoding) to count frames and find keyframes.
-    :meth:`read` decodes only up to the last wanted frame, converts only wanted frames to RGB, and
-    seeks to a keyframe when that skips a long stretch (sparse clips of a long video). Frames are
-    turned upright by the stream's display rotation.
+    Opening reads the container's packets (no decoding beyond the first frame) to count frames and
+    find keyframes. :meth:`read` decodes only up to the last wanted frame, seeking to a keyframe
+    when that skips a long stretch (sparse clips of a long video), and converts only the wanted
+    frames, straight to the requested size. Frames are turned upright by the stream's display
+    rotation.
+
+    Args:
+        source: A path, or the file's bytes (kept, not copied).
+        limits: Bounds checked while opening and before each read.
+        threads: FFmpeg decoding threads per read (0: FFmpeg's choice, one per core).
+        cancel: Checked between packets while opening (see :meth:`read` for reads).
     """
 
-    def __init__(self, source: str | Path | bytes, limits: VideoLimits | None = None) -> None:
-        self._source = source
-        limits = limits or VideoLimits()
-        with self._open() as container:
+    def __init__(
+        self,
+        source: str | Path | bytes | bytearray | memoryview,
+        limits: VideoLimits | None = None,
+        *,
+        threads: int = 0,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self._source, self._threads = source, threads
+        self.limits = limits = limits or VideoLimits()
+        with open_container(source) as container:
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
             if width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels:
@@ -95,6 +263,12 @@ class EncodedVideo:
                     f"the video is {width}x{height}; at most {limits.max_width}x{limits.max_height} and "
                     f"{limits.max_pixels} pixels are accepted"
                 )
+            if max(width, height) > limits.max_aspect_ratio * max(1, min(width, height)):
+                raise VideoLimitError(
+                    f"the video is {width}x{height}; its long side may be at most {limits.max_aspect_ratio:g} "
+                    "times its short side"
+                )
+            self._coded_pixels = width * height
             rate = stream.average_rate
             fps = float(rate) if rate else 0.0
             pts: list[int | None] = []
@@ -106,6 +280,8 @@ class EncodedVideo:
                 for packet in container.demux(stream):
                     if not packet.size:
                         continue
+                    if len(pts) % 64 == 0:
+                        _check_cancel(cancel)
                     if rotation is None:
                         rotation = self._rotation(packet)
                     pts.append(packet.pts)
@@ -154,47 +330,60 @@ class EncodedVideo:
             return 0
         return _clockwise(frames[0]) if frames else None
 
-    def _open(self) -> av.container.InputContainer:
-        data = io.BytesIO(self._source) if isinstance(self._source, bytes) else str(self._source)
-        try:
-            container = av.open(data, mode="r")
-        except av.error.FFmpegError as exc:
-            raise NotAVideo(f"not a media container FFmpeg can read ({exc.strerror})") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise NotAVideo(f"not a readable video container: {exc}") from None
-        if not container.streams.video:
-            container.close()
-            raise NotAVideo("the file has no video stream")
-        return container
+    def plan(self, indices: Sequence[int]) -> DecodePlan:
+        """The decoding :meth:`read` does for ``indices``, known from the keyframe index alone."""
+        runs: list[tuple[int | None, int]] = []
+        position = frames = 0  # position: index of the next frame the decoder will produce
+        for target in sorted(set(indices)):
+            if target < position:
+                continue
+            keyframe = self._keyframe_before(target)
+            seek = keyframe is not None and keyframe - position >= _SEEK_MIN_SKIP
+            start = keyframe if seek and keyframe is not None else position
+            runs.append((start if seek else None, target))
+            frames += target - start + 1
+            position = target + 1
+        return DecodePlan(tuple(runs), frames, frames * self._coded_pixels)
 
-    def _upright(self, frame: av.VideoFrame) -> np.ndarray:
-        rgb = frame.to_ndarray(format="rgb24")
-        turns = self.info.rotation // 90
-        return np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb
+    def read(
+        self, indices: Sequence[int], short_side: int | None = None, cancel: threading.Event | None = None
+    ) -> np.ndarray:
+        """See :meth:`VideoSource.read`.
 
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        wanted_set = set(indices)
-        wanted = sorted(wanted_set)
+        Raises:
+            DecodeWorkError: The frames to decode exceed ``limits.max_decode_pixels``.
+            DecodeCancelled: ``cancel`` was set (checked between frames).
+            VideoDecodeError: No wanted frame could be decoded.
+        """
+        plan = self.plan(indices)
+        budget = self.limits.max_decode_pixels
+        if budget is not None and plan.pixels > budget:
+            raise DecodeWorkError(
+                f"reading these frames means decoding {plan.frames} frames of {self._coded_pixels} pixels "
+                f"({plan.pixels / 1e6:.0f} Mpixels); at most {budget / 1e6:.0f} Mpixels are decoded per "
+                "request (ask for fewer clips or timeline windows, or upload a lower resolution)"
+            )
+        wanted = set(indices)
         frames: dict[int, np.ndarray] = {}
         last: np.ndarray | None = None
-        with self._open() as container:
+        rotation = self.info.rotation
+        with open_container(self._source) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = self._threads
             decoded = container.decode(stream)
-            position = 0  # index of the next frame the decoder will produce
+            position = 0
             try:
-                for target in wanted:
-                    if target in frames:
-                        continue
-                    keyframe = self._keyframe_before(target)
-                    if keyframe is not None and keyframe - position >= _SEEK_MIN_SKIP:
-                        container.seek(self._order[keyframe], stream=stream, backward=True)  # type: ignore[index]
-                        decoded, position = container.decode(stream), keyframe
+                for seek_to, target in plan.runs:
+                    if seek_to is not None:
+                        container.seek(self._order[seek_to], stream=stream, backward=True)  # type: ignore[index]
+                        decoded, position = container.decode(stream), seek_to
                     for frame in decoded:
+                        _check_cancel(cancel)
                         index = self._index_of(frame, position)
                         position = index + 1
-                        if index in wanted_set:
-                            frames[index] = last = self._upright(frame)
+                        if index in wanted:
+                            frames[index] = last = _to_rgb(frame, short_side, rotation)
                         if index >= target:
                             break
             except av.error.FFmpegError as exc:
@@ -227,23 +416,28 @@ class FrameFolder:
         self._files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self._files:
             raise VideoDecodeError(f"no frames ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-        first = self._decode(0)
+        first = self._decode(0, None)
         self.info = VideoInfo(len(self._files), first.shape[1], first.shape[0], 0.0)
 
-    def _decode(self, index: int) -> np.ndarray:
+    def _decode(self, index: int, short_side: int | None) -> np.ndarray:
         try:  # FFmpeg's image decoders, so one library decodes everything
-            with av.open(str(self._files[index])) as container:
-                frame = next(container.decode(video=0))
-                return frame.to_ndarray(format="rgb24")
-        except (av.error.FFmpegError, OSError, StopIteration) as exc:
+            with open_container(self._files[index], IMAGE_FORMATS) as container:
+                return _to_rgb(next(container.decode(video=0)), short_side)
+        except (av.error.FFmpegError, StopIteration, NotAVideo) as exc:
             raise VideoDecodeError(f"could not read frame {self._files[index]}: {exc}") from None
 
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        return np.stack([self._decode(i) for i in indices])
+    def read(
+        self, indices: Sequence[int], short_side: int | None = None, cancel: threading.Event | None = None
+    ) -> np.ndarray:
+        frames = []
+        for i in indices:
+            _check_cancel(cancel)
+            frames.append(self._decode(i, short_side))
+        return np.stack(frames)
 
 
-def open_video(source: str | Path | bytes) -> VideoSource:
+def open_video(source: str | Path | bytes, limits: VideoLimits | None = None) -> VideoSource:
     """A folder of frames or an encoded video (path or bytes)."""
     if not isinstance(source, bytes) and Path(source).is_dir():
         return FrameFolder(source)
-    return EncodedVideo(source)
+    return EncodedVideo(source, limits)

@@ -10,7 +10,8 @@ import torch
 
 from dcf.data.sampling import interval_indices, sample_indices, segment_indices
 from dcf.data.spec import InputSpec
-from dcf.data.transforms import eval_transform, frames_tensor, resize_short_side, train_transform
+from dcf.data.transforms import eval_transform, train_transform
+from dcf.data.video import output_size
 
 
 def test_segment_eval_takes_segment_middles() -> None:
@@ -79,19 +80,11 @@ def test_spec_scales_the_paper_recipe_and_round_trips() -> None:
         InputSpec(num_frames=8, crop_size=224, train_short_side=(200, 300))
 
 
-def test_resize_keeps_aspect_ratio() -> None:
-    video = torch.randint(0, 256, (2, 3, 30, 60), dtype=torch.uint8)
-    assert resize_short_side(video, 15).shape == (2, 3, 15, 30)
-
-
-def test_uint8_resize_matches_float_resize_to_one_level() -> None:
-    """The fast uint8 path differs from resizing float frames by rounding only."""
-    import torch.nn.functional as F
-
-    frames = np.random.default_rng(0).integers(0, 256, (3, 50, 70, 3), dtype=np.uint8)
-    fast = resize_short_side(frames_tensor(frames), 37).float()
-    exact = F.interpolate(frames_tensor(frames).float(), size=(37, 52), mode="bilinear", antialias=True)
-    assert (fast - exact).abs().max() <= 1.0
+def test_output_size_keeps_aspect_ratio() -> None:
+    assert output_size(30, 60, 15) == (15, 30)
+    assert output_size(1080, 1920, 73) == (73, 130)  # 129.8 rounds up
+    assert output_size(1920, 1080, 73) == (130, 73)
+    assert output_size(20, 20, 64) == (64, 64)  # small frames are enlarged
 
 
 def test_train_transform_shape_and_normalisation() -> None:
@@ -102,7 +95,13 @@ def test_train_transform_shape_and_normalisation() -> None:
     assert clip.abs().max() < 0.02
 
 
-@pytest.mark.parametrize(("h", "w"), [(48, 96), (96, 48)])
+def test_transforms_refuse_frames_smaller_than_the_crop() -> None:
+    spec = InputSpec.for_crop(2, 32)
+    with pytest.raises(ValueError, match=r"\(30, 40\) pixels are smaller than the 32-pixel crop"):
+        eval_transform(np.zeros((2, 30, 40, 3), np.uint8), spec)
+
+
+@pytest.mark.parametrize(("h", "w"), [(32, 96), (96, 32)])
 def test_three_crops_span_the_long_side(h: int, w: int) -> None:
     spec = InputSpec.for_crop(2, 32, test_short_side=32)
     ramp = np.linspace(0, 255, max(h, w)).astype(np.uint8)

@@ -166,3 +166,26 @@ def portrait_mp4(num_frames: int = 16, height: int = 160, width: int = 96) -> by
 def long_mp4(seconds: int = 120, fps: int = 10, height: int = 48, width: int = 64) -> bytes:
     """H.264 MP4 lasting ``seconds`` at ``fps`` (small frames so it encodes in a few seconds)."""
     return encoded(".mp4", moving_square(seconds * fps, height, width, seed=5), fps=fps)
+
+
+def nested_references(url: str, local: Path) -> dict[str, bytes]:
+    """Playlists, manifests and list files whose entries point at ``url`` (an HTTP address) or at the
+    local video file ``local``, keyed by a file name with the suffix FFmpeg recognises them by.
+
+    A reader that follows any entry opens a URL or a file on the server's disk.
+    """
+    hls = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n"
+    dash = (
+        '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" '
+        'mediaPresentationDuration="PT2S" minBufferTime="PT1S" profiles="urn:mpeg:dash:profile:isoff-on-demand:2011">'
+        f'<BaseURL>{url}/</BaseURL><Period><AdaptationSet mimeType="video/mp4">'
+        '<Representation id="0" bandwidth="1000" codecs="avc1.42c01e" width="64" height="48">'
+        "<BaseURL>video.mp4</BaseURL></Representation></AdaptationSet></Period></MPD>\n"
+    )
+    return {
+        "hls-http.m3u8": f"{hls}#EXTINF:10.0,\n{url}/segment0.ts\n#EXT-X-ENDLIST\n".encode(),
+        "hls-file.m3u8": f"{hls}#EXTINF:10.0,\nfile://{local}\n#EXT-X-ENDLIST\n".encode(),
+        "dash.mpd": dash.encode(),
+        "list-http.ffconcat": f"ffconcat version 1.0\nfile '{url}/a.mp4'\n".encode(),
+        "list-file.ffconcat": f"ffconcat version 1.0\nfile '{local}'\n".encode(),
+    }
