@@ -8,8 +8,11 @@ run through the model; every refusal is a JSON ``{"error": {"code", "message"}}`
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,13 +28,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from dcf import __version__
-from dcf.data.video import NotAVideo, VideoDecodeError, VideoLimitError, VideoLimits
+from dcf.data.video import DecodeCancelled, DecodeWorkError, NotAVideo, VideoDecodeError, VideoLimitError
 from dcf.server.batching import DeadlineExceeded, DynamicBatcher, Overloaded
 from dcf.server.metrics import Metrics
-from dcf.server.pipeline import PredictOptions, RequestError, prepare, summarize
+from dcf.server.pipeline import PredictOptions, PreparedVideo, RequestError, prepare, summarize
 from dcf.server.predictor import Predictor, load_predictor
-from dcf.server.settings import ServerSettings
-from dcf.server.upload import read_upload
+from dcf.server.settings import MemoryBound, ServerSettings
+from dcf.server.upload import UploadBudget, read_upload
 
 log = logging.getLogger("dcf.server")
 
@@ -61,17 +64,19 @@ class _Service:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.limits = VideoLimits(
-            max_width=settings.max_width,
-            max_height=settings.max_height,
-            max_pixels=settings.max_pixels,
-            max_frames=settings.max_frames,
-            max_duration=settings.max_duration_s,
+        self.limits = settings.video_limits()
+        self.upload_budget = UploadBudget(
+            max_bytes=settings.max_upload_bytes,
+            timeout_s=settings.upload_timeout_s,
+            idle_s=settings.upload_idle_s,
+            min_rate=settings.min_upload_rate_kib_s * 1024,
         )
         self.predictor: Predictor | None = None
         self.batcher: DynamicBatcher | None = None
         self.decoder: ThreadPoolExecutor | None = None
-        self.decoding = 0
+        self.memory: MemoryBound | None = None
+        self.uploading = 0  # requests receiving their body
+        self.decoding = 0  # requests decoding or waiting for a decoder
         self.ready = False
 
 
@@ -97,14 +102,18 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
         started = time.perf_counter()
         await asyncio.to_thread(model, warm[:1])
         await asyncio.to_thread(model, warm)
+        del warm
+        service.memory = settings.memory_bound(spec, resident_bytes())
+        service.metrics.memory_bound.set(service.memory.total)
         log.info(
-            "serving %s (%s, %d classes) with %s on %s; warm-up %.2f s",
+            "serving %s (%s, %d classes) with %s on %s; warm-up %.2f s; worst-case memory %s",
             model.info.name,
             model.info.architecture,
             len(model.info.classes),
             model.info.backend,
             model.info.device,
             time.perf_counter() - started,
+            service.memory.describe(),
         )
         service.predictor = model
         service.batcher = DynamicBatcher(
@@ -179,6 +188,7 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
         if service.batcher is not None:
             service.metrics.queued_clips.set(service.batcher.queued_views)
         service.metrics.decoding.set(service.decoding)
+        service.metrics.uploading.set(service.uploading)
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models", summary="The served model: labels, input spec, backend")
@@ -210,11 +220,17 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
         timeline: bool | None = Query(None, description="also answer per window over the whole video"),
         window_s: float | None = Query(None, description="timeline window in seconds (default 2)"),
     ) -> dict[str, Any]:
-        started = time.perf_counter()
-        deadline = started + settings.request_timeout_s
         predictor, batcher = _predictor(service), service.batcher
         assert batcher is not None and service.decoder is not None
-        upload = await read_upload(request, "file", settings.max_upload_bytes)
+        if service.uploading >= settings.max_uploads:
+            raise RequestError(503, "overloaded", "too many uploads are in progress; retry shortly")
+        service.uploading += 1
+        try:
+            upload = await read_upload(request, "file", service.upload_budget)
+        finally:
+            service.uploading -= 1
+        started = time.perf_counter()
+        deadline = started + settings.request_timeout_s
         service.metrics.upload_bytes.observe(len(upload.data))
         options = _options(
             {
@@ -232,37 +248,8 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
             raise RequestError(400, "empty_file", "the uploaded file is empty")
         if service.decoding >= settings.max_pending_decodes:
             raise RequestError(503, "overloaded", "too many uploads are being decoded; retry shortly")
-
-        service.decoding += 1
-        loop = asyncio.get_running_loop()
-        decoding = loop.run_in_executor(
-            service.decoder,
-            prepare,
-            upload.data,
-            predictor.info.input_spec,
-            options,
-            service.limits,
-            settings.max_views,
-        )
-
-        def decoded(_: object) -> None:
-            service.decoding -= 1
-
-        decoding.add_done_callback(decoded)
-        try:
-            prepared = await asyncio.wait_for(asyncio.shield(decoding), deadline - time.perf_counter())
-        except VideoLimitError as exc:
-            raise RequestError(413, "video_too_large", str(exc)) from None
-        except NotAVideo as exc:
-            raise RequestError(
-                415, "not_a_video", f"{exc} (upload an MP4, WebM, MKV, AVI, MOV ... video)"
-            ) from None
-        except VideoDecodeError as exc:
-            raise RequestError(400, "undecodable_video", str(exc)) from None
-        except TimeoutError:
-            raise RequestError(
-                503, "deadline_exceeded", f"decoding took longer than {settings.request_timeout_s:g} s"
-            ) from None
+        prepared = await _decode(service, request, upload.data, options, deadline)
+        del upload  # the body is freed once decoded
         service.metrics.decode_seconds.observe(prepared.decode_s)
 
         try:
@@ -294,6 +281,80 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
         }
 
     return app
+
+
+async def _decode(
+    service: _Service, request: Request, data: bytearray, options: PredictOptions, deadline: float
+) -> PreparedVideo:
+    """``prepare`` on a decode thread, stopped when the deadline passes or the client goes away."""
+    settings, predictor = service.settings, _predictor(service)
+    cancel = threading.Event()
+    service.decoding += 1
+    decoding = asyncio.get_running_loop().run_in_executor(
+        service.decoder,
+        functools.partial(
+            prepare,
+            data,
+            predictor.info.input_spec,
+            options,
+            service.limits,
+            settings.max_views,
+            threads=settings.decode_threads,
+            cancel=cancel,
+        ),
+    )
+
+    def decoded(future: asyncio.Future[PreparedVideo]) -> None:
+        service.decoding -= 1  # only now is the worker free again
+        if not future.cancelled():
+            future.exception()  # retrieved: a cancelled decode's error is expected
+
+    decoding.add_done_callback(decoded)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait(
+            {decoding, gone},
+            timeout=max(0.0, deadline - time.perf_counter()),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        gone.cancel()
+    if decoding not in done:
+        cancel.set()
+        if gone in done:
+            raise RequestError(499, "client_disconnected", "the client went away while the video was decoded")
+        raise RequestError(
+            503, "deadline_exceeded", f"decoding took longer than {settings.request_timeout_s:g} s"
+        )
+    try:
+        return decoding.result()
+    except DecodeWorkError as exc:
+        raise RequestError(413, "too_much_decoding", f"{exc} (DCF_MAX_DECODE_MPIXELS)") from None
+    except VideoLimitError as exc:
+        raise RequestError(413, "video_too_large", str(exc)) from None
+    except NotAVideo as exc:
+        raise RequestError(
+            415, "not_a_video", f"{exc} (upload an MP4, WebM, MKV, AVI, MOV ... video)"
+        ) from None
+    except VideoDecodeError as exc:
+        raise RequestError(400, "undecodable_video", str(exc)) from None
+    except DecodeCancelled:  # only we set it, and only above
+        raise AssertionError("decode cancelled without a reason") from None
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client closes the connection (the body has been read: nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def load_predictor_for(settings: ServerSettings) -> Predictor:

@@ -40,6 +40,10 @@ class Metrics:
         )
         self.queued_clips = Gauge("dcf_queued_clips", "Clips waiting for inference", registry=r)
         self.decoding = Gauge("dcf_decoding_uploads", "Uploads being decoded or waiting to be", registry=r)
+        self.uploading = Gauge("dcf_receiving_uploads", "Uploads whose body is being received", registry=r)
+        self.memory_bound = Gauge(
+            "dcf_memory_bound_bytes", "Worst-case resident memory allowed by the settings", registry=r
+        )
         self.upload_bytes = Histogram(
             "dcf_upload_bytes",
             "Size of uploaded videos",

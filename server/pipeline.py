@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -79,16 +80,27 @@ def _windows(info: VideoInfo, options: PredictOptions, max_views: int) -> tuple[
 
 
 def prepare(
-    data: bytes, spec: InputSpec, options: PredictOptions, limits: VideoLimits, max_views: int
+    data: bytes | bytearray,
+    spec: InputSpec,
+    options: PredictOptions,
+    limits: VideoLimits,
+    max_views: int,
+    *,
+    threads: int = 0,
+    cancel: threading.Event | None = None,
 ) -> PreparedVideo:
     """Decodes the frames the sampling needs and preprocesses them with the model's input spec.
 
+    ``threads`` are FFmpeg's decoding threads (0: one per core); ``cancel`` stops the work between
+    packets and frames.
+
     Raises:
         VideoDecodeError: Not a decodable video.
-        VideoLimitError: Beyond ``limits``.
+        VideoLimitError: Beyond ``limits`` (:class:`~dcf.data.video.DecodeWorkError`: too much to decode).
+        DecodeCancelled: ``cancel`` was set.
     """
     start = time.perf_counter()
-    video = EncodedVideo(data, limits)
+    video = EncodedVideo(data, limits, threads=threads, cancel=cancel)
     if options.sampling is not None:
         spec = dataclasses.replace(spec, sampling=options.sampling)
     info = video.info
@@ -97,7 +109,7 @@ def prepare(
         windows = [(a / fps, b / fps) for a, b in ranges]
     else:
         ranges, windows = [(0, info.num_frames)], [(0.0, info.duration)]
-    views = eval_views(video, spec, options.clips, options.crops, ranges)
+    views = eval_views(video, spec, options.clips, options.crops, ranges, cancel)
     frames_used = len(ranges) * options.clips * spec.num_frames
     return PreparedVideo(views.numpy(), windows, info, frames_used, time.perf_counter() - start)
 

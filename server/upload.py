@@ -1,11 +1,16 @@
-"""Reading one uploaded file from a multipart body, in memory and within a size limit.
+"""Reading one uploaded file from a multipart body, in memory, within a size limit and a time budget.
 
-The body is streamed through python-multipart's parser as it arrives; the request is refused
-(413) as soon as it exceeds the limit, and nothing is written to disk.
+The body is streamed through python-multipart's parser as it arrives, into one buffer (the file's
+bytes are never copied again: the decoder reads that buffer). The request is refused as soon as it
+exceeds the size limit (413), and dropped (408) when the client pauses longer than ``idle_s``,
+falls behind ``min_rate`` bytes per second (with ``idle_s`` of grace), or takes longer than
+``timeout_s`` in all. Nothing is written to disk.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -13,13 +18,23 @@ from starlette.requests import ClientDisconnect, Request
 
 from dcf.server.pipeline import RequestError
 
+_FORM_ROOM = 64 * 1024  # the multipart framing and the small option fields around the file
+
 
 @dataclass
 class Upload:
-    data: bytes
-    filename: str | None
-    content_type: str | None
+    data: bytearray  # the file's bytes
     fields: dict[str, str] = field(default_factory=dict)  # other form fields (options)
+
+
+@dataclass(frozen=True)
+class UploadBudget:
+    """How big and how slow one upload may be."""
+
+    max_bytes: int
+    timeout_s: float  # the whole body
+    idle_s: float  # the longest pause between two chunks
+    min_rate: float  # bytes per second on average, ``idle_s`` of grace included (0: any)
 
 
 @dataclass
@@ -29,8 +44,37 @@ class _Part:
     complete: bool = False  # its closing boundary arrived
 
 
-async def read_upload(request: Request, file_field: str, max_bytes: int) -> Upload:
-    """The multipart field ``file_field`` of ``request`` and its other (small) form fields."""
+class _Clock:
+    """When the next chunk must have arrived, and which rule says so."""
+
+    def __init__(self, budget: UploadBudget) -> None:
+        self.budget, self.start = budget, time.monotonic()
+        self.last = self.start
+
+    def wait(self, received: int) -> tuple[float, str]:
+        b = self.budget
+        rules = [
+            (self.start + b.timeout_s, f"the upload took longer than {b.timeout_s:g} s"),
+            (self.last + b.idle_s, f"the upload paused for more than {b.idle_s:g} s"),
+        ]
+        if b.min_rate > 0:
+            rules.append(
+                (
+                    self.start + b.idle_s + received / b.min_rate,
+                    f"the upload is slower than {b.min_rate / 1024:g} KiB/s",
+                )
+            )
+        when, reason = min(rules)
+        return when - time.monotonic(), reason
+
+
+async def read_upload(request: Request, file_field: str, budget: UploadBudget) -> Upload:
+    """The multipart field ``file_field`` of ``request`` and its other (small) form fields.
+
+    Raises:
+        RequestError: 422 not multipart or no file, 413 too large, 408 too slow, 400 malformed or
+            the client went away.
+    """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise RequestError(
@@ -39,8 +83,8 @@ async def read_upload(request: Request, file_field: str, max_bytes: int) -> Uplo
             f"expected a multipart/form-data body with the video in the field {file_field!r}",
         )
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
-        raise _too_large(max_bytes)
+    if declared is not None and declared.isdigit() and int(declared) > budget.max_bytes + _FORM_ROOM:
+        raise _too_large(budget.max_bytes)
 
     parts: list[_Part] = []
     header_field, header_value = bytearray(), bytearray()
@@ -77,11 +121,22 @@ async def read_upload(request: Request, file_field: str, max_bytes: int) -> Uplo
         },
     )
     received = 0
+    clock = _Clock(budget)
     try:
-        async for chunk in request.stream():
+        more = True
+        while more:
+            remaining, reason = clock.wait(received)
+            try:
+                message = await asyncio.wait_for(request.receive(), max(0.0, remaining))
+            except TimeoutError:
+                raise RequestError(408, "upload_timeout", f"{reason}; the request was dropped") from None
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk, more = message.get("body", b""), message.get("more_body", False)
+            clock.last = time.monotonic()
             received += len(chunk)
-            if received > max_bytes + 64 * 1024:  # the file plus a little room for the form around it
-                raise _too_large(max_bytes)
+            if received > budget.max_bytes + _FORM_ROOM:
+                raise _too_large(budget.max_bytes)
             parser.write(chunk)
         parser.finalize()
     except RequestError:
@@ -103,18 +158,13 @@ async def read_upload(request: Request, file_field: str, max_bytes: int) -> Uplo
         _, disposition = parse_options_header(part.headers.get("content-disposition", ""))
         name = disposition.get(b"name", b"").decode("utf-8", "replace")
         if name == file_field:
-            filename = disposition.get(b"filename")
-            upload = Upload(
-                bytes(part.data),
-                filename.decode("utf-8", "replace") if filename is not None else None,
-                part.headers.get("content-type"),
-            )
+            upload = Upload(part.data)
         elif len(part.data) <= 1024:
             fields[name] = part.data.decode("utf-8", "replace")
     if upload is None:
         raise RequestError(422, "missing_file", f"no file in the multipart field {file_field!r}")
-    if len(upload.data) > max_bytes:
-        raise _too_large(max_bytes)
+    if len(upload.data) > budget.max_bytes:
+        raise _too_large(budget.max_bytes)
     upload.fields = fields
     return upload
 
