@@ -34,7 +34,7 @@ from dcf.server.metrics import Metrics
 from dcf.server.pipeline import PredictOptions, PreparedVideo, RequestError, prepare, summarize
 from dcf.server.predictor import Predictor, load_predictor
 from dcf.server.settings import MemoryBound, ServerSettings
-from dcf.server.upload import UploadBudget, read_upload
+from dcf.server.upload import UploadBudget, declared_length, read_upload
 
 log = logging.getLogger("dcf.server")
 
@@ -76,6 +76,7 @@ class _Service:
         self.decoder: ThreadPoolExecutor | None = None
         self.memory: MemoryBound | None = None
         self.uploading = 0  # requests receiving their body
+        self.upload_bytes = 0  # bytes reserved by them
         self.decoding = 0  # requests decoding or waiting for a decoder
         self.ready = False
 
@@ -160,7 +161,9 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+        if getattr(request.state, "body_read", True) is False:
+            headers["Connection"] = "close"  # the rest of the body is not wanted: free the connection now
         return _error(exc.status, exc.code, exc.message, getattr(request.state, "request_id", None), headers)
 
     @app.exception_handler(RequestValidationError)
@@ -220,15 +223,25 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
         timeline: bool | None = Query(None, description="also answer per window over the whole video"),
         window_s: float | None = Query(None, description="timeline window in seconds (default 2)"),
     ) -> dict[str, Any]:
+        request.state.body_read = False
         predictor, batcher = _predictor(service), service.batcher
         assert batcher is not None and service.decoder is not None
-        if service.uploading >= settings.max_uploads:
+        # What the body may take is reserved before reading it: its declared length (limited by the
+        # budget) or, for a chunked body, the largest upload.
+        reserved = min(declared_length(request) or settings.max_upload_bytes, settings.max_upload_bytes)
+        if (
+            service.uploading >= settings.max_uploads
+            or service.upload_bytes + reserved > settings.max_upload_buffer_bytes
+        ):
             raise RequestError(503, "overloaded", "too many uploads are in progress; retry shortly")
         service.uploading += 1
+        service.upload_bytes += reserved
         try:
             upload = await read_upload(request, "file", service.upload_budget)
         finally:
             service.uploading -= 1
+            service.upload_bytes -= reserved
+        request.state.body_read = True
         started = time.perf_counter()
         deadline = started + settings.request_timeout_s
         service.metrics.upload_bytes.observe(len(upload.data))

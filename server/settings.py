@@ -5,7 +5,7 @@ What one request may cost is bounded by these settings, and so is the whole serv
 (:meth:`ServerSettings.memory_bound`, written out in README "Serving"):
 
     RSS <= base                                                   (model, runtimes, warm-up activations)
-         + (max_uploads + max_pending_decodes) * max_upload_bytes * 9/8  (bodies; bytearray slack)
+         + (max_upload_buffer + max_pending_decodes * max_upload_bytes) * 9/8  (bodies; bytearray slack)
          + decode_workers * (DPB + 2 * decode_threads + 4) * max_pixels * 4  (FFmpeg's frame pool)
          + 2 * decode_workers * max_views * T * S * (S * max_aspect_ratio) * 3  (RGB frames at working size)
          + (2 * decode_workers * max_views + max_queue + 2 * max(max_batch, max_views)) * 12 T C^2  (views)
@@ -90,7 +90,12 @@ class ServerSettings(BaseSettings):
     )
 
     # Uploads in flight
-    max_uploads: int = Field(16, ge=1, description="uploads being received at once, before 503")
+    max_uploads: int = Field(64, ge=1, description="uploads being received at once, before 503")
+    max_upload_buffer_mb: float = Field(
+        512.0,
+        gt=0,
+        description="bytes being received across uploads (each counts its Content-Length), before 503",
+    )
     upload_timeout_s: float = Field(120.0, gt=0, description="longest time to receive one upload")
     upload_idle_s: float = Field(10.0, gt=0, description="longest pause while receiving an upload")
     min_upload_rate_kib_s: float = Field(
@@ -115,6 +120,10 @@ class ServerSettings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_upload_buffer_bytes(self) -> int:
+        return int(self.max_upload_buffer_mb * 2**20)
 
     def video_limits(self) -> VideoLimits:
         return VideoLimits(

@@ -82,8 +82,8 @@ async def read_upload(request: Request, file_field: str, budget: UploadBudget) -
             "invalid_request",
             f"expected a multipart/form-data body with the video in the field {file_field!r}",
         )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > budget.max_bytes + _FORM_ROOM:
+    declared = declared_length(request)
+    if declared is not None and declared > budget.max_bytes + _FORM_ROOM:
         raise _too_large(budget.max_bytes)
 
     parts: list[_Part] = []
@@ -137,6 +137,8 @@ async def read_upload(request: Request, file_field: str, budget: UploadBudget) -
             received += len(chunk)
             if received > budget.max_bytes + _FORM_ROOM:
                 raise _too_large(budget.max_bytes)
+            if declared is not None and received > declared:
+                raise RequestError(400, "invalid_request", "the body is longer than its Content-Length")
             parser.write(chunk)
         parser.finalize()
     except RequestError:
@@ -167,6 +169,12 @@ async def read_upload(request: Request, file_field: str, budget: UploadBudget) -
         raise _too_large(budget.max_bytes)
     upload.fields = fields
     return upload
+
+
+def declared_length(request: Request) -> int | None:
+    """The body's Content-Length, or None (chunked, or not a number)."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
 
 
 def _too_large(max_bytes: int) -> RequestError:

@@ -41,12 +41,23 @@ class Server:
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", timeout=30)
 
-    def rss_mb(self) -> float:
-        """Resident memory of the server process (Linux /proc)."""
+    def rss_mb(self, field: str = "VmRSS") -> float:
+        """Resident memory of the server process (Linux /proc); ``VmHWM`` for its peak."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
+        raise RuntimeError(f"no {field}")
+
+    def reset_peak_rss(self) -> None:
+        """Restart ``VmHWM`` from the current resident memory (Linux clear_refs)."""
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+
+    def metric(self, name: str) -> float:
+        """The value of one unlabelled Prometheus metric."""
+        for line in self.get("/metrics").text.splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+        raise KeyError(name)
 
 
 def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Server:
