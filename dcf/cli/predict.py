@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from dcf.data.video import VideoDecodeError, VideoLimits
+    from dcf.data.video import VideoDecodeError, VideoLimitError, VideoLimits
     from dcf.server.pipeline import PredictOptions, prepare, summarize
     from dcf.server.predictor import load_predictor
     from dcf.server.settings import ServerSettings
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             prepared = prepare(
                 path.read_bytes(), predictor.info.input_spec, options, VideoLimits(), settings.max_views
             )
-        except (OSError, VideoDecodeError) as exc:
+        except (OSError, VideoDecodeError, VideoLimitError) as exc:
             print(f"{path}: error: {exc}")
             failures += 1
             continue

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dcf.data.synthetic import CLASSES, render_video
+from tests.listener import loopback_listener
 from tests.server import media
 from tests.server.conftest import start_server, stop_server
 from tests.test_cli import run_dcf
@@ -97,3 +99,16 @@ def test_onnxruntime_backend_serves_the_portable_export(clips: dict[str, Path], 
         )
     finally:
         stop_server(server)
+
+
+def test_predict_never_follows_playlists_or_list_files(clips: dict[str, Path], tmp_path: Path) -> None:
+    with loopback_listener() as listener:
+        paths = []
+        for name, data in media.nested_references(listener.url, clips["moving left"]).items():
+            paths.append(tmp_path / name)
+            paths[-1].write_bytes(data)
+        result = run_dcf("predict", *map(str, paths))
+        time.sleep(0.3)
+    assert result.returncode == 1
+    assert [line.split(": error: ")[0] for line in result.stdout.splitlines()] == list(map(str, paths))
+    assert listener.connections == []

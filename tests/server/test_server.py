@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 
 import numpy as np
 import pytest
 
 from dcf.data.synthetic import CLASSES, render_video
+from tests.listener import loopback_listener
 from tests.server import media
 from tests.server.conftest import Server, start_server, stop_server
 
@@ -249,3 +251,16 @@ def test_truncated_multipart_body_is_400(server: Server) -> None:
         timeout=30,
     )
     assert response.status_code == 400 and "closing boundary" in error_of(response)["message"]
+
+
+def test_playlists_and_list_files_are_refused_and_never_followed(server: Server, tmp_path) -> None:
+    """HLS, DASH and ffconcat uploads whose entries point at a loopback listener or a local video."""
+    local = tmp_path / "real.mp4"
+    local.write_bytes(media.encoded(".mp4", synthetic("falling")))
+    with loopback_listener() as listener:
+        for name, data in media.nested_references(listener.url, local).items():
+            response = server.predict(data, filename=name)
+            assert response.status_code == 415, (name, response.text)
+            assert error_of(response)["code"] == "not_a_video"
+        time.sleep(0.3)
+    assert listener.connections == []
