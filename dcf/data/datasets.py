@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -191,4 +192,5 @@ def eval_views(
     ]
     frames = video.read([i for clip in plan for i in clip], spec.test_short_side, cancel)
     t = spec.num_frames
-    return torch.cat([eval_transform(frames[k * t : (k + 1) * t], spec, num_crops) for k in range(len(plan))])
+    views = [eval_transform(frames[k * t : (k + 1) * t], spec, num_crops) for k in range(len(plan))]
+    return torch.from_numpy(np.concatenate(views))

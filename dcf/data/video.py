@@ -18,6 +18,7 @@ import bisect
 import contextlib
 import io
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -113,14 +115,17 @@ def _clockwise(frame: av.VideoFrame) -> int:
     return (-round(frame.rotation / 90) * 90) % 360
 
 
-def _to_rgb(frame: av.VideoFrame, short_side: int | None, rotation: int = 0) -> np.ndarray:
+def _to_rgb(
+    frame: av.VideoFrame, short_side: int | None, rotation: int = 0, resize: VideoReformatter | None = None
+) -> np.ndarray:
     """The frame as upright RGB, converted and resized by swscale in one step: a source-resolution
-    RGB copy never exists."""
+    RGB copy never exists. ``resize`` keeps swscale's context from one frame to the next."""
     height, width = frame.height, frame.width
     if short_side is not None:
         height, width = output_size(height, width, short_side)
-    rgb = frame.reformat(
-        width=width, height=height, format="rgb24", interpolation=_INTERPOLATION
+    resize = resize or VideoReformatter()
+    rgb = resize.reformat(
+        frame, width=width, height=height, format="rgb24", interpolation=_INTERPOLATION
     ).to_ndarray()
     turns = rotation // 90
     return np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb
@@ -255,8 +260,15 @@ class EncodedVideo:
     ) -> None:
         self._source, self._threads = source, threads
         self.limits = limits = limits or VideoLimits()
-        with open_container(source) as container:
+        # The probe's container is kept for the first read (opening costs as much as decoding a
+        # few frames); whatever happens to this object, it is closed.
+        self._opened: contextlib.ExitStack | None = contextlib.ExitStack()
+        weakref.finalize(self, self._opened.close)
+        with contextlib.ExitStack() as on_error:
+            on_error.callback(self._opened.close)
+            self._container = container = self._opened.enter_context(open_container(source))
             stream = container.streams.video[0]
+            self._set_threads(stream)
             width, height = stream.codec_context.width, stream.codec_context.height
             if width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels:
                 raise VideoLimitError(
@@ -300,8 +312,9 @@ class EncodedVideo:
                 raise VideoLimitError(
                     f"the video lasts {duration:.0f} s; at most {limits.max_duration:.0f} s are accepted"
                 )
-        if not pts:
-            raise VideoDecodeError("the video stream holds no frames")
+            if not pts:
+                raise VideoDecodeError("the video stream holds no frames")
+            on_error.pop_all()
         # Frame i (presentation order) has the i-th smallest pts; seeking needs them all.
         self._order: list[int] | None = None if None in pts else sorted(p for p in pts if p is not None)
         self._keyframes = sorted(keyframe_pts)
@@ -309,6 +322,31 @@ class EncodedVideo:
         if rotation in (90, 270):
             width, height = height, width
         self.info = VideoInfo(len(pts), width, height, fps, duration, rotation)
+
+    def _set_threads(self, stream: av.video.stream.VideoStream) -> None:
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = self._threads
+
+    @contextlib.contextmanager
+    def _rewound(self) -> Iterator[av.container.InputContainer]:
+        """The probe's container back at the first frame (once), else a freshly opened one."""
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            with opened:
+                try:
+                    self._container.seek(
+                        self._order[0] if self._order else 0,
+                        stream=self._container.streams.video[0],
+                        backward=True,
+                    )
+                except av.error.FFmpegError:
+                    pass  # not seekable: open it again
+                else:
+                    yield self._container
+                    return
+        with open_container(self._source) as container:
+            self._set_threads(container.streams.video[0])
+            yield container
 
     @staticmethod
     def _duration(
@@ -366,11 +404,9 @@ class EncodedVideo:
         wanted = set(indices)
         frames: dict[int, np.ndarray] = {}
         last: np.ndarray | None = None
-        rotation = self.info.rotation
-        with open_container(self._source) as container:
+        rotation, resize = self.info.rotation, VideoReformatter()
+        with self._rewound() as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = self._threads
             decoded = container.decode(stream)
             position = 0
             try:
@@ -383,7 +419,7 @@ class EncodedVideo:
                         index = self._index_of(frame, position)
                         position = index + 1
                         if index in wanted:
-                            frames[index] = last = _to_rgb(frame, short_side, rotation)
+                            frames[index] = last = _to_rgb(frame, short_side, rotation, resize)
                         if index >= target:
                             break
             except av.error.FFmpegError as exc:

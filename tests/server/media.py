@@ -115,6 +115,7 @@ def audio_only(suffix: str = ".wav", seconds: float = 1.0, sample_rate: int = 16
     def write(path: Path) -> None:
         with av.open(str(path), mode="w") as container:
             stream = container.add_stream(codec, rate=sample_rate, layout="mono")
+            assert isinstance(stream, av.audio.stream.AudioStream)
             stream.format = sample_format
             for start in range(0, total, samples_per_frame):
                 chunk = tone[None, start : start + samples_per_frame]

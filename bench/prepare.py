@@ -1,0 +1,144 @@
+"""``prepare`` (probe, decode, convert, sample, preprocess) against FFmpeg's own decoding speed.
+
+For H.264 clips at 720p and 1080p we time, side by side in one process and with the same decoder
+threads, (a) the server's ``prepare`` of one request and (b) the floor: a bare PyAV loop decoding
+just the frames that request must decode (from frame 0, or from the keyframe ``prepare`` seeks to,
+up to the last wanted frame), with no conversion at all. A full decode of every frame is shown for
+scale. The goal (issue #19) is ``prepare`` <= 1.2x the floor.
+
+    python -m bench.prepare              # writes bench/results/prepare.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import tempfile
+from pathlib import Path
+
+import av
+import numpy as np
+
+from bench.common import machine_description, median_times, write_results
+from dcf.checkpoint import load_checkpoint
+from dcf.data.sampling import sample_indices
+from dcf.data.spec import InputSpec
+from dcf.data.video import EncodedVideo, VideoLimits
+from dcf.server.pipeline import PredictOptions, prepare
+
+THREADS = 2  # the server's default decode_threads
+
+
+def _clip(path: Path, width: int, height: int, frames: int) -> bytes:
+    """A textured scene panning right, H.264 at x264's default settings (CRF 23, B-frames, one GOP)."""
+    rng = np.random.default_rng(0)
+    tile = rng.integers(0, 256, (height // 8 + 1, width // 8 + frames + 1, 3), dtype=np.uint8)
+    scene = np.repeat(np.repeat(tile, 8, axis=0), 8, axis=1)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=30, options={"preset": "fast"})
+        assert isinstance(stream, av.video.stream.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for t in range(frames):
+            frame = av.VideoFrame.from_ndarray(scene[:height, 4 * t : 4 * t + width], format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path.read_bytes()
+
+
+def _decode(data: bytes, runs: tuple[tuple[int | None, int], ...], order: list[int] | None) -> int:
+    """The floor: decode the runs' frames and nothing else (no conversion, no copies)."""
+    import io
+
+    decoded = 0
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = THREADS
+        frames = container.decode(stream)
+        position = 0  # index of the next frame out of the decoder
+        for seek_to, last in runs:
+            if seek_to is not None and order is not None:
+                container.seek(order[seek_to], stream=stream, backward=True)
+                frames, position = container.decode(stream), seek_to
+            for _ in frames:
+                decoded += 1
+                position += 1
+                if position > last:
+                    break
+    return decoded
+
+
+def _full_decode(data: bytes) -> int:
+    import io
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = THREADS
+        return sum(1 for _ in container.decode(stream))
+
+
+def _row(data: bytes, spec: InputSpec, rounds: int) -> str:
+    video = EncodedVideo(data)
+    plan = video.plan(sample_indices(spec, video.info.num_frames))
+    assert _decode(data, plan.runs, video._order) == plan.frames
+    options, limits = PredictOptions(), VideoLimits()
+    times = median_times(
+        {
+            "prepare": lambda: prepare(data, spec, options, limits, 1, threads=THREADS),
+            "floor": lambda: _decode(data, plan.runs, video._order),
+            "full": lambda: _full_decode(data),
+        },
+        rounds=rounds,
+        calls=3,
+        warmup=2,
+    )
+    info = video.info
+    return (
+        f"| {info.width}x{info.height} | {len(data) / 1e6:.2f} | {info.num_frames} | {plan.frames} "
+        f"| {times['prepare'] * 1e3:.1f} | {times['floor'] * 1e3:.1f} | {times['full'] * 1e3:.1f} "
+        f"| **{times['prepare'] / times['floor']:.2f}x** |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=15, help="alternating timing blocks (default: 15)")
+    parser.add_argument("--results", type=Path, default=Path("bench/results/prepare.md"))
+    args = parser.parse_args()
+
+    spec = load_checkpoint("demo").input_spec
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for width, height in ((1280, 720), (1920, 1080)):
+            data = _clip(Path(tmp) / f"{height}.mp4", width, height, 132)
+            rows.append(_row(data, spec, args.rounds))
+    write_results(
+        args.results,
+        [
+            "# `prepare` against the decoder's own speed",
+            "",
+            f"`python -m bench.prepare`, {datetime.date.today()}: one request of the demo model (8 frames, "
+            f"segment sampling, short side {spec.test_short_side}, centre crop {spec.crop_size}), H.264 "
+            f"(x264 preset fast, one GOP, B-frames) at 30 fps; {THREADS} decoder threads everywhere; "
+            f"medians of {args.rounds} alternating blocks of 3 calls.",
+            "",
+            f"Machine: {machine_description()}.",
+            "",
+            "| clip | MB | frames | frames to decode | prepare ms | floor ms (decode those frames) "
+            "| full decode ms | prepare / floor |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            "The floor decodes exactly the frames `prepare` must decode (its `DecodePlan`) and converts "
+            "none. `prepare` adds the probe (demuxing every packet to count frames and find keyframes, "
+            "and decoding the first frame for its rotation), the one-step swscale convert + resize of "
+            "the 8 wanted frames, the crop and normalisation. Goal: at most 1.2x.",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
