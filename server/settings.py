@@ -83,7 +83,7 @@ class ServerSettings(BaseSettings):
     decode_workers: int = Field(2, ge=1, description="threads decoding uploads")
     decode_threads: int = Field(2, ge=1, le=64, description="FFmpeg threads per decode")
     max_pending_decodes: int = Field(
-        16, ge=1, description="uploads being decoded or waiting to be, before 503"
+        8, ge=1, description="uploads being decoded or waiting to be, before 503"
     )
     request_timeout_s: float = Field(
         30.0, gt=0, description="deadline after the upload: decode and inference"
@@ -92,7 +92,7 @@ class ServerSettings(BaseSettings):
     # Uploads in flight
     max_uploads: int = Field(64, ge=1, description="uploads being received at once, before 503")
     max_upload_buffer_mb: float = Field(
-        512.0,
+        256.0,
         gt=0,
         description="bytes being received across uploads (each counts its Content-Length), before 503",
     )
@@ -150,7 +150,8 @@ class ServerSettings(BaseSettings):
         return MemoryBound(
             base=base,
             uploads=int(
-                (self.max_uploads + self.max_pending_decodes) * self.max_upload_bytes * _BYTEARRAY_SLACK
+                (self.max_upload_buffer_bytes + self.max_pending_decodes * self.max_upload_bytes)
+                * _BYTEARRAY_SLACK
             ),
             decoders=self.decode_workers * frame_pool,
             frames=int(2 * self.decode_workers * self.max_views * t * s * s * self.max_aspect_ratio * 3),
