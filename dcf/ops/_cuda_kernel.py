@@ -17,6 +17,7 @@ import ctypes
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,7 +25,13 @@ from torch import Tensor
 
 ABI_VERSION = 1  # must match dcf_correlation_cuda_abi_version in correlationCApi.cpp
 LIBRARY = "libdcf_correlation_cuda.so"
+# The launcher's limits (correlationSupported in correlationKernel.cu) beyond the op's own contract
+# (odd K, L >= 1, C >= 1), which check_correlation_args enforces before any backend is chosen.
 MAX_KERNEL_SIZE = 9  # kMaxKernelSize in correlationKernel.h
+# correlationSupported: h < 65535 * kBlockY, one block of kBlockY = 8 rows per gridDim.y index,
+# which CUDA caps at 65535. N and T have no limit (blocks along z loop over N*T), nor has W in
+# practice (gridDim.x allows 2^31 - 1 blocks of 32 columns).
+MAX_HEIGHT = 65535 * 8 - 1
 _DTYPES = {torch.float32: 0, torch.float16: 1}  # the kernel's native types; bfloat16 runs in float32
 
 logger = logging.getLogger(__name__)
@@ -76,10 +83,22 @@ def available() -> bool:
     return _library() is not None
 
 
+def shape_supported(shape: Sequence[int], kernel_size: int) -> bool:
+    """Whether the launcher takes an input of ``shape`` (N, C, T, H, W) and window ``kernel_size``.
+
+    Args:
+        shape: The input's shape, already checked to be a valid correlation input.
+        kernel_size: The odd window size K.
+    """
+    return kernel_size <= MAX_KERNEL_SIZE and shape[3] <= MAX_HEIGHT
+
+
 def supports(x: Tensor, kernel_size: int) -> bool:
-    """A CUDA float32/float16/bfloat16 tensor and a window up to 9 (float64 takes the reference)."""
+    """A CUDA float32/float16/bfloat16 tensor within the launcher's limits (float64 takes the reference)."""
     return (
-        x.device.type == "cuda" and x.dtype in (*_DTYPES, torch.bfloat16) and kernel_size <= MAX_KERNEL_SIZE
+        x.device.type == "cuda"
+        and x.dtype in (*_DTYPES, torch.bfloat16)
+        and shape_supported(x.shape, kernel_size)
     )
 
 

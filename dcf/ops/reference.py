@@ -3,6 +3,8 @@
 Every fast path (the compiled CPU kernel, the CUDA kernel, the TensorRT plugin, the portable ONNX
 graph) is tested against these functions. They are also the fallback wherever no fast path exists.
 Each is a loop of ``2L * K * K`` shifted multiply-and-sum passes, written for clarity, not speed.
+Half types are summed in float32 and rounded once at the end, as the kernels do: summed in
+float16, a reduction over 64 channels already overflows at feature values of 32.
 """
 
 from __future__ import annotations
@@ -62,15 +64,24 @@ def shift(x: Tensor, dt: int, dy: int, dx: int) -> Tensor:
     return out
 
 
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the sums run in: float32 for float16 and bfloat16, else ``dtype`` itself."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def correlation_reference(x: Tensor, kernel_size: int, temporal_range: int) -> Tensor:
-    """Correlation volume of ``x`` (N, C, T, H, W) -> (N, K*K*2L, T, H, W), by definition."""
+    """Correlation volume of ``x`` (N, C, T, H, W) -> (N, K*K*2L, T, H, W), by definition.
+
+    Half-type inputs are summed in float32; the result has the input's dtype.
+    """
     check_correlation_args(x, kernel_size, temporal_range)
+    xa = x.to(_accumulation_dtype(x.dtype))
     n, c, t, h, w = x.shape
     channels = kernel_size * kernel_size * 2 * temporal_range
-    y = x.new_zeros((n, channels, t, h, w))
+    y = xa.new_zeros((n, channels, t, h, w))
     for o, tau, dy, dx in displacements(kernel_size, temporal_range):
-        y[:, o] = (x * shift(x, tau, dy, dx)).sum(dim=1)
-    return y * c**-0.5
+        y[:, o] = (xa * shift(xa, tau, dy, dx)).sum(dim=1)
+    return (y * c**-0.5).to(x.dtype)
 
 
 def correlation_backward_reference(
@@ -80,11 +91,14 @@ def correlation_backward_reference(
 
     Each output channel ``o`` is ``s * sum_c x * shift(x, tau, dy, dx)``, so ``x`` receives
     ``s * g_o * shift(x, tau, dy, dx)`` as the first factor and ``s * shift(g_o * x, -tau, -dy, -dx)``
-    as the partner that was looked at.
+    as the partner that was looked at. Half types are summed in float32; the result has the dtype
+    of ``x``.
     """
     check_correlation_args(x, kernel_size, temporal_range)
-    grad_x = torch.zeros_like(x)
+    dtype = _accumulation_dtype(x.dtype)
+    xa, ga = x.to(dtype), grad_y.to(dtype)
+    grad_x = torch.zeros_like(xa)
     for o, tau, dy, dx in displacements(kernel_size, temporal_range):
-        g = grad_y[:, o : o + 1]  # (N, 1, T, H, W), broadcast over channels
-        grad_x += g * shift(x, tau, dy, dx) + shift(g * x, -tau, -dy, -dx)
-    return grad_x * x.shape[1] ** -0.5
+        g = ga[:, o : o + 1]  # (N, 1, T, H, W), broadcast over channels
+        grad_x += g * shift(xa, tau, dy, dx) + shift(g * xa, -tau, -dy, -dx)
+    return (grad_x * x.shape[1] ** -0.5).to(x.dtype)

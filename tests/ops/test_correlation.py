@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import math
 import os
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dcf.ops import _cpu_kernel, correlation, correlation_macs, correlation_reference
 from dcf.ops.reference import correlation_backward_reference, temporal_offsets
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Written tolerances. Float64: both paths sum the same products, only the order differs.
 # Float32: relative 1e-5 of the output scale. Half types are computed in float32 and rounded once,
@@ -121,7 +126,14 @@ def test_matches_reference(shape: tuple[int, ...], k: int, big_l: int, cpu_backe
 
 
 @pytest.mark.parametrize(
-    ("shape", "k", "big_l"), [((2, 3, 5, 6, 19), 5, 2), ((1, 2, 4, 3, 40), 3, 3), ((1, 1, 2, 9, 5), 7, 1)]
+    ("shape", "k", "big_l"),
+    [
+        ((2, 3, 5, 6, 19), 5, 2),
+        ((1, 2, 4, 3, 40), 3, 3),
+        ((1, 1, 2, 9, 5), 7, 1),
+        ((3, 3200, 2, 32, 16), 1, 1),  # 26 MB padded per element: passes of 2 elements, then 1
+        ((1, 8200, 2, 32, 16), 1, 1),  # 67 MB, over the kept 64 MiB: scratch for this call only
+    ],
 )
 def test_kernel_writes_every_output_element(shape: tuple[int, ...], k: int, big_l: int) -> None:
     # The kernel never relies on a zeroed output: start from NaN and expect the exact reference.
@@ -140,6 +152,79 @@ def test_kernel_writes_every_output_element(shape: tuple[int, ...], k: int, big_
     )
     assert status == 0
     torch.testing.assert_close(grad_x, correlation_backward_reference(grad_y, x, k, big_l), **F64_TOL)
+
+
+KEPT_SCRATCH_BYTES = 64 << 20  # kKeptScratchBytes in csrc/correlation_cpu.cpp
+# A backward (K=5, L=2) whose padded copies take 232 MB for the whole batch, 39 MB for one
+# element (mostly grad_y's 100 channels on 184-pixel rows), so it runs in passes of one element.
+LARGE_SHAPE = (6, 8, 8, 56, 184)
+SMALL_SHAPE = (1, 4, 3, 8, 8)
+
+
+def backward_inputs(shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random x and grad_y for K=5, L=2, and a zeroed (resident) grad_x."""
+    return torch.randn(shape), torch.randn(shape[0], 100, *shape[2:]), torch.zeros(shape)
+
+
+def kernel_backward(x: torch.Tensor, grad_y: torch.Tensor, grad_x: torch.Tensor) -> None:
+    """The compiled float32 backward, K=5, L=2, on 2 threads, called from this thread."""
+    lib = _cpu_kernel._library()
+    assert lib is not None
+    status = lib.dcf_correlation_backward_f32(
+        grad_y.data_ptr(), x.data_ptr(), grad_x.data_ptr(), *x.shape, 5, 2, 2
+    )
+    assert status == 0
+
+
+def test_kernel_scratch_does_not_grow_with_the_batch() -> None:
+    lib = _cpu_kernel._library()
+    if lib is None:
+        pytest.skip("compiled CPU kernel not built")
+    scratch_bytes = lib.dcf_correlation_scratch_bytes  # what the calling thread keeps between calls
+    scratch_bytes.restype = ctypes.c_int64
+    kept: list[int] = []
+
+    def calls() -> None:  # in a fresh thread, which keeps nothing yet
+        kept.append(scratch_bytes())
+        kernel_backward(*backward_inputs(SMALL_SHAPE))
+        kept.append(scratch_bytes())
+        kernel_backward(*backward_inputs(LARGE_SHAPE))
+        kept.append(scratch_bytes())
+
+    thread = threading.Thread(target=calls)
+    thread.start()
+    thread.join()
+    fresh, small, large = kept
+    assert fresh == 0 and small > 0  # a small call's scratch stays for the next call
+    assert large <= 2 * KEPT_SCRATCH_BYTES  # float32 copies of x and grad_y, whatever the batch
+
+
+def test_kernel_returns_large_scratch_to_the_system() -> None:
+    # The resident set size (VmRSS) a fresh process gains in its first large backward, inputs and
+    # output already resident: one pass's padded copies (39 MB) stay for the next call; the old
+    # grow-only scratch kept the whole batch's 232 MB.
+    if _cpu_kernel._library() is None:
+        pytest.skip("compiled CPU kernel not built")
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("needs /proc/self/status (Linux) to read the resident set size")
+    code = f"""
+from tests.ops.test_correlation import backward_inputs, kernel_backward
+
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+kernel_backward(*backward_inputs({SMALL_SHAPE}))  # starts the thread pool
+large = backward_inputs({LARGE_SHAPE})
+before = rss()
+kernel_backward(*large)
+print(rss() - before)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    held = int(result.stdout.strip().splitlines()[-1])
+    assert held <= 2 * KEPT_SCRATCH_BYTES, f"{held / 2**20:.0f} MiB still resident after the call"
 
 
 def test_kernel_rejects_bad_arguments() -> None:
@@ -179,6 +264,36 @@ def test_half_precision(dtype: torch.dtype, cpu_backend: str) -> None:
     assert y.dtype == dtype
     expected = correlation_reference(x.double(), 5, 2)
     torch.testing.assert_close(y.double(), expected, **HALF_TOL[dtype])
+
+
+# 64 channels all 40: each in-frame entry sums 64 * 1600 = 102400 before the 1/sqrt(64) scale, past
+# float16's 65504; summed in float32 it is exactly 12800. The gradient (grad_y all 40) sums 1600 per
+# in-frame product, 72 of them at the centre (2L*K*K = 36 as first factor, as many as partner):
+# 115200, exactly 14400 after the scale. Every value is exact in float16.
+OVERFLOW_X = torch.full((1, 64, 5, 5, 5), 40.0, dtype=torch.float16)
+OVERFLOW_GRAD_Y = torch.full((1, 36, 5, 5, 5), 40.0, dtype=torch.float16)  # K=3, L=2
+
+
+def _check_half_sums(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert actual.dtype == torch.float16 and torch.isfinite(actual).all()
+    torch.testing.assert_close(actual, expected, **HALF_TOL[torch.float16])
+    assert torch.equal(actual, expected)  # the sums are exact, so is the one rounding
+
+
+def test_half_forward_sums_in_float32(cpu_backend: str) -> None:
+    expected = correlation_reference(OVERFLOW_X.float(), 3, 2).half()
+    assert set(expected.unique().tolist()) == {0.0, 12800.0}
+    _check_half_sums(correlation_reference(OVERFLOW_X, 3, 2), expected)
+    _check_half_sums(correlation(OVERFLOW_X, 3, 2), expected)
+
+
+def test_half_backward_sums_in_float32(cpu_backend: str) -> None:
+    expected = correlation_backward_reference(OVERFLOW_GRAD_Y.float(), OVERFLOW_X.float(), 3, 2).half()
+    assert torch.all(expected[0, :, 2, 2, 2] == 14400.0)
+    _check_half_sums(correlation_backward_reference(OVERFLOW_GRAD_Y, OVERFLOW_X, 3, 2), expected)
+    x = OVERFLOW_X.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(correlation(x, 3, 2), x, OVERFLOW_GRAD_Y)
+    _check_half_sums(grad, expected)
 
 
 # --- gradients and registration -----------------------------------------------------------------

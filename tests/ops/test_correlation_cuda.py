@@ -103,3 +103,15 @@ def test_float64_takes_the_reference() -> None:
     x = torch.randn(1, 3, 3, 6, 6, device="cuda", dtype=torch.float64, requires_grad=True)
     assert not _cuda_kernel.supports(x, 5)
     assert torch.autograd.gradcheck(lambda t: correlation(t, 3, 1), (x,))
+
+
+def test_too_tall_input_takes_the_reference() -> None:
+    # One row more than the launch grid covers: the kernel would refuse it, the op falls back.
+    x = torch.randn(1, 2, 2, _cuda_kernel.MAX_HEIGHT + 1, 1, device="cuda", requires_grad=True)
+    assert not _cuda_kernel.supports(x, 1)
+    y = correlation(x, 1, 1)
+    torch.testing.assert_close(y, correlation_reference(x.detach().double(), 1, 1).float(), **FP32)
+    grad_y = torch.randn_like(y)
+    (grad_x,) = torch.autograd.grad(y, x, grad_y)
+    expected = correlation_backward_reference(grad_y.double(), x.detach().double(), 1, 1).float()
+    torch.testing.assert_close(grad_x, expected, **FP32)

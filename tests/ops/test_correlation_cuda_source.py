@@ -4,6 +4,8 @@
   reference on shapes with every edge: one frame, fewer frames than L, maps smaller than the
   dilated window, K from 1 to 9.
 * The kernels compile with nvcc for sm_80 and sm_90 (skipped, saying why, without nvcc).
+* ``dcf.ops._cuda_kernel.supports`` knows every limit of the launcher (``correlationSupported``),
+  so an input beyond them takes the reference instead of failing in the launch.
 
 Running the kernel itself needs a GPU: tests/ops/test_correlation_cuda.py (marker ``gpu``).
 """
@@ -11,6 +13,7 @@ Running the kernel itself needs a GPU: tests/ops/test_correlation_cuda.py (marke
 from __future__ import annotations
 
 import ctypes
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
+from dcf.ops import _cuda_kernel
 from dcf.ops.reference import correlation_backward_reference, correlation_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,3 +95,47 @@ def test_kernel_compiles_for(arch: str, tmp_path: Path) -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+# correlationSupported's conditions, each either the op's own contract (check_correlation_args) or
+# one that _cuda_kernel.supports checks; a new condition in the .cu source fails this list.
+LAUNCHER_CONDITIONS = {
+    "s.kernelSize >= 1",
+    "s.kernelSize <= kMaxKernelSize",  # MAX_KERNEL_SIZE
+    "s.kernelSize % 2 == 1",
+    "s.temporalRange >= 1",
+    "s.n >= 0",
+    "s.c >= 1",
+    "s.t >= 0",
+    "s.h >= 0",
+    "s.w >= 0",
+    "s.h < 65535 * kBlockY",  # MAX_HEIGHT
+}
+
+
+def test_supports_mirrors_the_launcher_limits() -> None:
+    source = (PLUGIN / "correlationKernel.cu").read_text()
+    body = re.search(
+        r"bool correlationSupported\(CorrelationShape const& s\)\s*\{\s*return (.*?);", source, re.S
+    )
+    assert body is not None
+    assert {" ".join(c.split()) for c in body.group(1).split("&&")} == LAUNCHER_CONDITIONS
+    block_rows = re.search(r"constexpr int32_t kBlockY = (\d+);", source)
+    assert block_rows is not None and 65535 * int(block_rows.group(1)) - 1 == _cuda_kernel.MAX_HEIGHT
+    header = (PLUGIN / "correlationKernel.h").read_text()
+    assert f"constexpr int32_t kMaxKernelSize = {_cuda_kernel.MAX_KERNEL_SIZE};" in header
+
+
+def test_too_tall_input_is_not_supported() -> None:
+    # Fake CUDA tensors: the real supports() on the real dtype, device and shape, no GPU or memory.
+    with FakeTensorMode():
+        tallest = torch.empty(2, 4, 3, _cuda_kernel.MAX_HEIGHT, 8, device="cuda")
+        too_tall = torch.empty(2, 4, 3, _cuda_kernel.MAX_HEIGHT + 1, 8, device="cuda")
+        half = too_tall.half()
+        double = tallest.double()
+    assert _cuda_kernel.supports(tallest, 5)
+    assert not _cuda_kernel.supports(too_tall, 5)
+    assert not _cuda_kernel.supports(half, 5)
+    assert not _cuda_kernel.supports(tallest, _cuda_kernel.MAX_KERNEL_SIZE + 2)
+    assert not _cuda_kernel.supports(double, 5)
+    assert not _cuda_kernel.supports(torch.empty(2, 4, 3, 8, 8), 5)  # a CPU tensor

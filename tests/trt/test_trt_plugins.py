@@ -2,8 +2,9 @@
 
 Without a GPU or TensorRT's runtime: the CUDA library builds for sm_80 and sm_90; with TensorRT's
 headers (``TENSORRT_ROOT``) the plugin builds too and the harness (``trt_plugins/tests/
-pluginHarness.cpp``) checks name, version, fields, output shapes, types, formats and the
-serialisation round trip. On a GPU, the plugin's ``enqueue`` is compared with the reference.
+pluginHarness.cpp``) checks name, version, fields, output shapes, types, formats, the
+serialisation round trip, and that missing, out-of-range or mistyped fields are refused with an
+error saying what was expected. On a GPU, the plugin's ``enqueue`` is compared with the reference.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <string>
 
 using namespace nvinfer1;
@@ -15,16 +16,37 @@ namespace dcf
 namespace
 {
 
-bool validAttributes(int32_t kernelSize, int32_t temporalRange)
+//! The largest temporal_range whose K*K*2L output channels fit the int32 of outputChannels().
+int32_t maxTemporalRange(int32_t kernelSize)
 {
-    return kernelSize >= 1 && kernelSize <= kMaxKernelSize && kernelSize % 2 == 1 && temporalRange >= 1;
+    return std::numeric_limits<int32_t>::max() / (2 * kernelSize * kernelSize);
 }
 
-//! An INT32 (what the ONNX parser passes) or INT64 plugin field as int32; false if neither.
-bool readInt(PluginField const& field, int32_t& value)
+//! Empty when the fields are valid, else the error saying what was expected.
+std::string attributeError(int32_t kernelSize, int32_t temporalRange)
 {
-    if (field.data == nullptr || field.length < 1)
+    if (kernelSize < 1 || kernelSize > kMaxKernelSize || kernelSize % 2 == 0)
     {
+        return "DCFCorrelation: expected an odd kernel_size in 1.." + std::to_string(kMaxKernelSize)
+            + ", got kernel_size=" + std::to_string(kernelSize);
+    }
+    if (temporalRange < 1 || temporalRange > maxTemporalRange(kernelSize))
+    {
+        return "DCFCorrelation: expected temporal_range in 1.." + std::to_string(maxTemporalRange(kernelSize))
+            + " (K*K*2L output channels within INT32), got temporal_range=" + std::to_string(temporalRange);
+    }
+    return {};
+}
+
+//! One INT32 (what the ONNX parser passes) or INT64 value as int32. An INT64 value outside the INT32
+//! range is refused rather than narrowed, which would turn 2^32 + 5 into a valid 5. On failure,
+//! `error` says what was expected.
+bool readInt(PluginField const& field, int32_t& value, std::string& error)
+{
+    if (field.data == nullptr || field.length != 1
+        || (field.type != PluginFieldType::kINT32 && field.type != PluginFieldType::kINT64))
+    {
+        error = std::string("DCFCorrelation: expected ") + field.name + " as one INT32 (or INT64) value";
         return false;
     }
     if (field.type == PluginFieldType::kINT32)
@@ -32,12 +54,15 @@ bool readInt(PluginField const& field, int32_t& value)
         value = *static_cast<int32_t const*>(field.data);
         return true;
     }
-    if (field.type == PluginFieldType::kINT64)
+    int64_t const wide = *static_cast<int64_t const*>(field.data);
+    if (wide < std::numeric_limits<int32_t>::min() || wide > std::numeric_limits<int32_t>::max())
     {
-        value = static_cast<int32_t>(*static_cast<int64_t const*>(field.data));
-        return true;
+        error = std::string("DCFCorrelation: expected ") + field.name + " in the INT32 range, got "
+            + std::to_string(wide);
+        return false;
     }
-    return false;
+    value = static_cast<int32_t>(wide);
+    return true;
 }
 
 } // namespace
@@ -248,32 +273,37 @@ IPluginV3* CorrelationPluginCreator::createPlugin(
 {
     try
     {
-        int32_t kernelSize = 5;    // the paper's K
-        int32_t temporalRange = 2; // the paper's L at stages 2 and 3
-        for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
+        // Both fields are required: a default would silently build another op than the model's.
+        int32_t kernelSize = 0;
+        int32_t temporalRange = 0;
+        bool haveKernelSize = false;
+        bool haveTemporalRange = false;
+        std::string error;
+        for (int32_t i = 0; fc != nullptr && i < fc->nbFields && error.empty(); ++i)
         {
             PluginField const& field = fc->fields[i];
-            bool ok = true;
-            if (std::strcmp(field.name, "kernel_size") == 0)
+            if (field.name != nullptr && std::strcmp(field.name, "kernel_size") == 0)
             {
-                ok = readInt(field, kernelSize);
+                haveKernelSize = readInt(field, kernelSize, error);
             }
-            else if (std::strcmp(field.name, "temporal_range") == 0)
+            else if (field.name != nullptr && std::strcmp(field.name, "temporal_range") == 0)
             {
-                ok = readInt(field, temporalRange);
-            }
-            if (!ok)
-            {
-                logError("DCFCorrelation: kernel_size and temporal_range must be INT32 (or INT64) fields");
-                return nullptr;
+                haveTemporalRange = readInt(field, temporalRange, error);
             }
         }
-        if (!validAttributes(kernelSize, temporalRange))
+        if (error.empty() && !(haveKernelSize && haveTemporalRange))
         {
-            std::string const message = "DCFCorrelation: kernel_size must be odd and in 1.."
-                + std::to_string(kMaxKernelSize) + ", temporal_range >= 1; got kernel_size="
-                + std::to_string(kernelSize) + ", temporal_range=" + std::to_string(temporalRange);
-            logError(message.c_str());
+            error = std::string("DCFCorrelation: expected the plugin fields kernel_size and temporal_range, ")
+                + (haveKernelSize ? "temporal_range is missing"
+                                  : haveTemporalRange ? "kernel_size is missing" : "got neither");
+        }
+        if (error.empty())
+        {
+            error = attributeError(kernelSize, temporalRange);
+        }
+        if (!error.empty())
+        {
+            logError(error.c_str());
             return nullptr;
         }
         return new CorrelationPlugin(kernelSize, temporalRange, mNamespace);

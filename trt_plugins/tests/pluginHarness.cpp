@@ -2,7 +2,8 @@
  * Checks the DCFCorrelation plugin library without TensorRT's runtime: the library is dlopen'ed
  * and the plugin made through its creator, as TensorRT's registry would.
  *
- *   pluginHarness LIB                      creator, fields, shapes, types, formats, serialisation
+ *   pluginHarness LIB                      creator, fields, shapes, types, formats, serialisation,
+ *                                          refused fields and the errors they log
  *   pluginHarness LIB --enqueue IN OUT N C T H W K L fp32|fp16
  *                                          (needs a GPU) runs enqueue on raw float32 IN, writes OUT
  *
@@ -20,6 +21,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace nvinfer1;
@@ -33,6 +35,46 @@ void check(bool ok, std::string const& what)
     std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
     gFailures += ok ? 0 : 1;
 }
+
+// Stands in for TensorRT's logger (handed over through setLoggerFinder), so the checks can read
+// what the plugin logged; each message also goes to stderr.
+class RecordingLogger final : public ILogger
+{
+public:
+    void log(Severity severity, AsciiChar const* msg) noexcept override
+    {
+        std::fprintf(stderr, "plugin log: %s\n", msg);
+        mLastError = severity == Severity::kERROR ? msg : "";
+    }
+    //! The last message if it was an error, then forgets it.
+    std::string takeLastError()
+    {
+        std::string last;
+        last.swap(mLastError);
+        return last;
+    }
+
+private:
+    std::string mLastError;
+};
+
+class RecordingLoggerFinder final : public ILoggerFinder
+{
+public:
+    ILogger* findLogger() override
+    {
+        return &mLogger;
+    }
+    RecordingLogger& logger()
+    {
+        return mLogger;
+    }
+
+private:
+    RecordingLogger mLogger;
+};
+
+RecordingLoggerFinder gLoggerFinder;
 
 // Constant-only dimension expressions: enough for a plugin whose output shape is the input's with
 // one constant dimension.
@@ -87,12 +129,18 @@ private:
 };
 
 using GetCreators = IPluginCreatorInterface* const* (*) (int32_t&);
+using SetLoggerFinder = void (*)(ILoggerFinder*);
 
 IPluginCreatorV3One* findCreator(void* library)
 {
     auto getCreators = reinterpret_cast<GetCreators>(dlsym(library, "getCreators"));
+    auto setLoggerFinder = reinterpret_cast<SetLoggerFinder>(dlsym(library, "setLoggerFinder"));
     check(getCreators != nullptr, "the library exports getCreators");
-    check(dlsym(library, "setLoggerFinder") != nullptr, "the library exports setLoggerFinder");
+    check(setLoggerFinder != nullptr, "the library exports setLoggerFinder");
+    if (setLoggerFinder != nullptr)
+    {
+        setLoggerFinder(&gLoggerFinder);
+    }
     if (getCreators == nullptr)
     {
         return nullptr;
@@ -113,6 +161,41 @@ IPluginV3* make(IPluginCreatorV3One* creator, int32_t k, int32_t l)
     };
     PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.data()};
     return creator->createPlugin("corr", &fc, TensorRTPhase::kBUILD);
+}
+
+//! A one-value field pointing at `value`, which must outlive the field.
+PluginField int32Field(char const* name, int32_t const& value)
+{
+    return PluginField(name, &value, PluginFieldType::kINT32, 1);
+}
+
+PluginField int64Field(char const* name, int64_t const& value)
+{
+    return PluginField(name, &value, PluginFieldType::kINT64, 1);
+}
+
+//! createPlugin with exactly these fields; null when the creator refuses them.
+std::unique_ptr<IPluginV3> makeFrom(IPluginCreatorV3One* creator, std::vector<PluginField> fields)
+{
+    PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.data()};
+    return std::unique_ptr<IPluginV3>(creator->createPlugin("corr", &fc, TensorRTPhase::kBUILD));
+}
+
+//! Checks that the creator refuses `fields` and logs an error containing `expected`.
+void checkRefused(IPluginCreatorV3One* creator, std::vector<PluginField> fields, std::string const& expected,
+    std::string const& what)
+{
+    gLoggerFinder.logger().takeLastError();
+    bool const refused = makeFrom(creator, std::move(fields)) == nullptr;
+    std::string const error = gLoggerFinder.logger().takeLastError();
+    check(refused && error.find(expected) != std::string::npos, what + ", logging \"" + expected + "\"");
+}
+
+//! kernel_size of a plugin, from the fields it serialises.
+int32_t serialisedKernelSize(IPluginV3& plugin)
+{
+    auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin.getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    return *static_cast<int32_t const*>(runtime->getFieldsToSerialize()->fields[0].data);
 }
 
 DynamicPluginTensorDesc desc(DataType type, TensorFormat format)
@@ -215,14 +298,34 @@ void checkPlugin(IPluginCreatorV3One* creator)
             "a clone serialises its own fields");
     }
 
-    // Bad attributes give no plugin (and no exception across the boundary).
-    check(make(creator, 4, 2) == nullptr, "an even kernel_size is refused");
-    check(make(creator, 5, 0) == nullptr, "temporal_range 0 is refused");
-    int64_t const k64 = 3;
-    PluginField wide("kernel_size", &k64, PluginFieldType::kINT64, 1);
-    PluginFieldCollection wideFc{1, &wide};
-    std::unique_ptr<IPluginV3> fromInt64(creator->createPlugin("corr", &wideFc, TensorRTPhase::kBUILD));
-    check(fromInt64 != nullptr, "an INT64 kernel_size is accepted");
+    // Bad or missing fields give no plugin and an error saying what was expected (and no exception
+    // across the boundary).
+    int32_t const k5 = 5, l2 = 2, even = 4, zero = 0, hugeL = std::numeric_limits<int32_t>::max();
+    checkRefused(creator, {int32Field("kernel_size", even), int32Field("temporal_range", l2)},
+        "expected an odd kernel_size in 1..9, got kernel_size=4", "an even kernel_size is refused");
+    checkRefused(creator, {int32Field("kernel_size", k5), int32Field("temporal_range", zero)},
+        "expected temporal_range in 1..", "temporal_range 0 is refused");
+    checkRefused(creator, {int32Field("kernel_size", k5), int32Field("temporal_range", hugeL)},
+        "(K*K*2L output channels within INT32)", "a temporal_range whose output channels overflow INT32 is refused");
+    checkRefused(
+        creator, {int32Field("temporal_range", l2)}, "kernel_size is missing", "a missing kernel_size is refused");
+    checkRefused(
+        creator, {int32Field("kernel_size", k5)}, "temporal_range is missing", "a missing temporal_range is refused");
+    checkRefused(creator, {}, "got neither", "no fields are refused");
+    int64_t const kBeyondInt32 = (int64_t{1} << 32) + 5; // would narrow to a valid 5
+    checkRefused(creator, {int64Field("kernel_size", kBeyondInt32), int32Field("temporal_range", l2)},
+        "expected kernel_size in the INT32 range, got 4294967301", "an INT64 kernel_size of 2^32 + 5 is refused");
+    int64_t const lBeyondInt32 = (int64_t{1} << 32) + 2; // would narrow to a valid 2
+    checkRefused(creator, {int32Field("kernel_size", k5), int64Field("temporal_range", lBeyondInt32)},
+        "expected temporal_range in the INT32 range, got 4294967298", "an INT64 temporal_range of 2^32 + 2 is refused");
+    float const k5f = 5.F;
+    PluginField const floatK("kernel_size", &k5f, PluginFieldType::kFLOAT32, 1);
+    checkRefused(creator, {floatK, int32Field("temporal_range", l2)}, "expected kernel_size as one INT32 (or INT64) value",
+        "a FLOAT32 kernel_size is refused");
+    int64_t const k3 = 3;
+    std::unique_ptr<IPluginV3> fromInt64
+        = makeFrom(creator, {int64Field("kernel_size", k3), int32Field("temporal_range", l2)});
+    check(fromInt64 != nullptr && serialisedKernelSize(*fromInt64) == 3, "an INT64 kernel_size of 3 is accepted");
 }
 
 int enqueue(IPluginCreatorV3One* creator, char** argv)

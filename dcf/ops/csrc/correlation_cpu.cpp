@@ -14,11 +14,14 @@
 // dx) stay in vector registers for the whole reduction over C. Each product serves both +tau and
 // its mirror -tau, so half of them are never computed; every output element is written exactly
 // once. GCC emits AVX2 and AVX-512 clones of the row kernels and
-// picks one at load time for the CPU at hand.
+// picks one at load time for the CPU at hand. A row only meets rows of its own batch element, so
+// the batch runs in passes of as many elements as keep the padded copies within 64 MiB: the
+// scratch does not grow with the batch.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -287,23 +290,67 @@ bool valid(const Shape& s) {
          s.K % 2 == 1 && s.L >= 1;
 }
 
-// Scratch for the padded copies, kept per calling thread between calls: re-allocating (and
-// page-faulting) megabytes on every call costs as much as the arithmetic at small shapes.
+// Scratch for the padded copies of one pass. Up to kKeptScratchBytes per buffer it is kept per
+// calling thread between calls: re-allocating (and page-faulting) it on every call costs as much
+// as the arithmetic at small shapes. A larger one, needed only when a single batch element's
+// padded copy exceeds that, is allocated for the call and freed on return, so that no thread keeps
+// the largest input it ever saw. 64 MiB holds one X3D-L stage-2 element (44 MB of padded grad_y)
+// and makes a pass long enough (tens of ms at K=5, L=2) that its two thread synchronisations stay
+// negligible even where other processes share the cores; 16 MiB passes cost up to 1.8x there.
+constexpr size_t kKeptScratchBytes = size_t{64} << 20;
+
 template <class T>
-T* scratch(size_t slot, size_t count) {
+std::vector<T>* kept_scratch() {
   thread_local std::vector<T> buffers[2];
-  if (buffers[slot].size() < count) buffers[slot].resize(count);
-  return buffers[slot].data();
+  return buffers;
+}
+
+template <class T>
+class Scratch {
+ public:
+  Scratch(size_t slot, size_t count) {
+    if (count * sizeof(T) <= kKeptScratchBytes) {
+      std::vector<T>& kept = kept_scratch<T>()[slot];
+      if (kept.size() < count) kept.resize(count);
+      data_ = kept.data();
+    } else {
+      owned_.reset(new T[count]);  // not value-initialised: pad_row writes every element
+      data_ = owned_.get();
+    }
+  }
+  T* data() const { return data_; }
+
+ private:
+  std::unique_ptr<T[]> owned_;
+  T* data_;
+};
+
+// Batch elements per pass: as many as keep a padded copy of `channels` channels within
+// kKeptScratchBytes, at least one.
+template <class T>
+int64_t elements_per_pass(const Shape& s, int64_t channels) {
+  const int64_t element_bytes = s.T * s.H * channels * s.padded_width() * int64_t(sizeof(T));
+  return std::clamp<int64_t>(int64_t(kKeptScratchBytes) / element_bytes, 1, s.N);
 }
 
 template <class T>
 int forward(const T* x, T* y, const Shape& s, int threads, void (*rows)(const T*, T*, const Shape&, int64_t)) {
   if (!valid(s)) return 2;
-  const int64_t frame_rows = s.N * s.T * s.H, Wp = s.padded_width();
-  if (frame_rows == 0) return 0;
-  T* xp = scratch<T>(0, size_t(frame_rows * s.C * Wp));
-  parallel_for(frame_rows, threads, [&](int64_t row) { pad_row(x, xp, row, s.C, s.T, s.H, s.W, Wp, s.pad()); });
-  parallel_for(frame_rows, threads, [&](int64_t item) { rows(xp, y, s, item); });
+  const int64_t element_rows = s.T * s.H, Wp = s.padded_width();
+  if (s.N * element_rows * s.W == 0) return 0;
+  const int64_t step = elements_per_pass<T>(s, s.C);
+  const Scratch<T> x_scratch(0, size_t(step * element_rows * s.C * Wp));
+  T* xp = x_scratch.data();
+  for (int64_t n0 = 0; n0 < s.N; n0 += step) {
+    Shape pass = s;
+    pass.N = std::min(step, s.N - n0);
+    const T* xn = x + n0 * s.C * element_rows * s.W;
+    T* yn = y + n0 * s.out_channels() * element_rows * s.W;
+    const int64_t pass_rows = pass.N * element_rows;
+    parallel_for(pass_rows, threads,
+                 [&](int64_t row) { pad_row(xn, xp, row, s.C, s.T, s.H, s.W, Wp, s.pad()); });
+    parallel_for(pass_rows, threads, [&](int64_t item) { rows(xp, yn, pass, item); });
+  }
   return 0;
 }
 
@@ -311,18 +358,29 @@ template <class T>
 int backward(const T* g, const T* x, T* gx, const Shape& s, int threads,
              void (*rows)(const T*, const T*, T*, const Shape&, int64_t)) {
   if (!valid(s)) return 2;
-  const int64_t frame_rows = s.N * s.T * s.H, Wp = s.padded_width(), O = s.out_channels();
-  if (frame_rows == 0) return 0;
-  T* xp = scratch<T>(0, size_t(frame_rows * s.C * Wp));
-  T* gp = scratch<T>(1, size_t(frame_rows * O * Wp));
-  parallel_for(2 * frame_rows, threads, [&](int64_t k) {
-    if (k < frame_rows) {
-      pad_row(x, xp, k, s.C, s.T, s.H, s.W, Wp, s.pad());
-    } else {
-      pad_row(g, gp, k - frame_rows, O, s.T, s.H, s.W, Wp, s.pad());
-    }
-  });
-  parallel_for(frame_rows, threads, [&](int64_t item) { rows(gp, xp, gx, s, item); });
+  const int64_t element_rows = s.T * s.H, Wp = s.padded_width(), O = s.out_channels();
+  if (s.N * element_rows * s.W == 0) return 0;
+  const int64_t step = elements_per_pass<T>(s, std::max(s.C, O));
+  const Scratch<T> x_scratch(0, size_t(step * element_rows * s.C * Wp)),
+      g_scratch(1, size_t(step * element_rows * O * Wp));
+  T* xp = x_scratch.data();
+  T* gp = g_scratch.data();
+  for (int64_t n0 = 0; n0 < s.N; n0 += step) {
+    Shape pass = s;
+    pass.N = std::min(step, s.N - n0);
+    const T* xn = x + n0 * s.C * element_rows * s.W;
+    const T* gn = g + n0 * O * element_rows * s.W;
+    T* gxn = gx + n0 * s.C * element_rows * s.W;
+    const int64_t pass_rows = pass.N * element_rows;
+    parallel_for(2 * pass_rows, threads, [&](int64_t k) {
+      if (k < pass_rows) {
+        pad_row(xn, xp, k, s.C, s.T, s.H, s.W, Wp, s.pad());
+      } else {
+        pad_row(gn, gp, k - pass_rows, O, s.T, s.H, s.W, Wp, s.pad());
+      }
+    });
+    parallel_for(pass_rows, threads, [&](int64_t item) { rows(gp, xp, gxn, pass, item); });
+  }
   return 0;
 }
 
@@ -341,6 +399,15 @@ int guarded(const F& f) {
 }  // namespace
 
 DCF_EXPORT int dcf_correlation_abi_version() { return kAbiVersion; }
+
+// Bytes of scratch the calling thread keeps between calls (at most 2 * kKeptScratchBytes per
+// dtype), for tests and memory diagnostics.
+DCF_EXPORT int64_t dcf_correlation_scratch_bytes() {
+  const std::vector<float>* f32 = kept_scratch<float>();
+  const std::vector<double>* f64 = kept_scratch<double>();
+  return int64_t(sizeof(float) * (f32[0].capacity() + f32[1].capacity()) +
+                 sizeof(double) * (f64[0].capacity() + f64[1].capacity()));
+}
 
 // All entry points return 0 on success, 2 for invalid arguments (K must be odd and <= 11),
 // 3 if the scratch buffer could not be allocated, 4 for any other failure.
