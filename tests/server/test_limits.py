@@ -200,20 +200,25 @@ def test_stalled_and_trickling_uploads_beside_an_ordinary_client(guarded: Server
 
 
 def test_decoding_stops_at_the_deadline_and_when_the_client_leaves(tmp_path: Path, hires: bytes) -> None:
-    server = start_server(tmp_path, "--request-timeout-s", "0.3", env={"DCF_DECODE_WORKERS": "1"})
+    """A 1 s job (every 4K frame, one decoder thread) cut short at 0.2 s: the worker is free soon after."""
+    slow = {"DCF_DECODE_WORKERS": "1", "DCF_DECODE_THREADS": "1"}
+    options = {"timeline": "true", "window_s": 1}
+    server = start_server(tmp_path, "--request-timeout-s", "0.2", env=slow)
     try:
-        late = server.predict(hires, sampling="interval")  # about a second of 4K decoding
+        late = server.predict(hires, **options)
         assert late.status_code == 503 and late.json()["error"]["code"] == "deadline_exceeded"
         time.sleep(0.3)
         assert server.metric("dcf_decoding_uploads") == 0  # the worker stopped, within 0.3 s
     finally:
         stop_server(server)
-    server = start_server(tmp_path, env={"DCF_DECODE_WORKERS": "1"})
+    server = start_server(tmp_path, env=slow)
     try:
         with pytest.raises(httpx.ReadTimeout):
-            server.predict(hires, timeout=0.5, sampling="interval")  # the client gives up, closing
+            server.predict(hires, timeout=0.2, **options)  # the client gives up, closing
         time.sleep(0.5)
         assert server.metric("dcf_decoding_uploads") == 0
         assert 'dcf_requests_total{route="/v1/predict",status="499"} 1.0' in server.get("/metrics").text
+        full = server.predict(hires, **options)  # the same job, left alone, takes much longer
+        assert full.status_code == 200 and full.json()["timings_ms"]["decode"] > 600, full.text
     finally:
         stop_server(server)
