@@ -168,6 +168,17 @@ class ClipDataset(Dataset[tuple[Tensor, int]]):
         return eval_views(video, self.spec, self.num_clips, self.num_crops), label
 
 
+def eval_indices(
+    spec: InputSpec, num_frames: int, num_clips: int = 1, ranges: Sequence[tuple[int, int]] | None = None
+) -> list[list[int]]:
+    """The frame indices of each evaluation clip of :func:`eval_views` (ranges in turn, clips within)."""
+    return [
+        [start + i for i in sample_indices(spec, stop - start, clip_index=clip, num_clips=num_clips)]
+        for start, stop in ranges or [(0, num_frames)]
+        for clip in range(num_clips)
+    ]
+
+
 def eval_views(
     video: VideoSource,
     spec: InputSpec,
@@ -184,12 +195,7 @@ def eval_views(
     All frames are read in one pass over the video, decoded straight at ``spec.test_short_side``;
     ``cancel`` stops the decoding (:class:`~dcf.data.video.DecodeCancelled`).
     """
-    ranges = ranges or [(0, video.info.num_frames)]
-    plan = [
-        [start + i for i in sample_indices(spec, stop - start, clip_index=clip, num_clips=num_clips)]
-        for start, stop in ranges
-        for clip in range(num_clips)
-    ]
+    plan = eval_indices(spec, video.info.num_frames, num_clips, ranges)
     frames = video.read([i for clip in plan for i in clip], spec.test_short_side, cancel)
     t = spec.num_frames
     views = [eval_transform(frames[k * t : (k + 1) * t], spec, num_crops) for k in range(len(plan))]

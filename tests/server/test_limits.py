@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
@@ -16,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from dcf.checkpoint import load_checkpoint
-from dcf.data.sampling import sample_indices
+from dcf.checkpoint import checkpoint_of, load_checkpoint
+from dcf.data.datasets import eval_indices
 from dcf.data.synthetic import CLASSES, render_video
 from dcf.data.video import EncodedVideo
 from dcf.server.pipeline import PredictOptions, _windows
@@ -41,12 +42,12 @@ def ordinary() -> bytes:
 
 def _decode_pixels(video: EncodedVideo, options: PredictOptions) -> int:
     """Decode work of a request, from the same sampling and plan the server uses."""
-    spec = load_checkpoint("demo").input_spec
+    spec = checkpoint_of(load_checkpoint("demo")).input_spec
     if options.sampling:
-        spec = type(spec)(**{**spec.to_dict(), "sampling": options.sampling})
-    ranges = _windows(video.info, options, 32)[0] if options.timeline else [(0, video.info.num_frames)]
-    indices = [a + i for a, b in ranges for i in sample_indices(spec, b - a)]
-    return video.plan(indices).pixels
+        spec = dataclasses.replace(spec, sampling=options.sampling)
+    ranges = _windows(video.info, options, 32)[0] if options.timeline else None
+    clips = eval_indices(spec, video.info.num_frames, options.clips, ranges)
+    return video.plan([i for clip in clips for i in clip]).pixels
 
 
 class _Watch:
