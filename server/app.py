@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import re
 import threading
 import time
@@ -30,6 +29,7 @@ from starlette.exceptions import HTTPException
 from dcf import __version__
 from dcf.data.video import DecodeCancelled, DecodeWorkError, NotAVideo, VideoDecodeError, VideoLimitError
 from dcf.server.batching import DeadlineExceeded, DynamicBatcher, Overloaded
+from dcf.server.memory import release_free_memory, resident_bytes
 from dcf.server.metrics import Metrics
 from dcf.server.pipeline import PredictOptions, PreparedVideo, RequestError, prepare, summarize
 from dcf.server.predictor import Predictor, load_predictor
@@ -126,11 +126,18 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
         )
         service.batcher.start()
         service.decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        releasing = (
+            asyncio.create_task(_release_free_memory_every(settings.memory_release_s))
+            if settings.memory_release_s > 0
+            else None
+        )
         service.ready = True
         try:
             yield
         finally:
             service.ready = False
+            if releasing is not None:
+                releasing.cancel()
             await service.batcher.stop()
             service.decoder.shutdown(wait=False, cancel_futures=True)
 
@@ -355,19 +362,17 @@ async def _decode(
         raise AssertionError("decode cancelled without a reason") from None
 
 
+async def _release_free_memory_every(seconds: float) -> None:
+    """Keeps the RSS near what is in use (``dcf.server.memory``): the allocator's free pages go back."""
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(release_free_memory)
+
+
 async def _disconnected(request: Request) -> None:
     """Returns when the client closes the connection (the body has been read: nothing else arrives)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-def resident_bytes() -> int:
-    """This process's resident memory (Linux ``/proc``; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def load_predictor_for(settings: ServerSettings) -> Predictor:

@@ -85,6 +85,11 @@ class ServerSettings(BaseSettings):
     max_pending_decodes: int = Field(
         8, ge=1, description="uploads being decoded or waiting to be, before 503"
     )
+    memory_release_s: float = Field(
+        10.0,
+        ge=0,
+        description="seconds between giving malloc's free pages back (glibc malloc_trim; 0: never)",
+    )
     request_timeout_s: float = Field(
         30.0, gt=0, description="deadline after the upload: decode and inference"
     )

@@ -1,0 +1,42 @@
+"""Giving the allocator's free pages back (``dcf.server.memory``), measured in a fresh process's RSS."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dcf.server import memory
+
+CODE = """
+    import numpy as np
+    from dcf.server import memory
+    MB = 2**20
+    def rss():
+        return memory.resident_bytes() / MB
+    base = rss()
+    blocks = [np.ones(64 * 1024, np.uint8) for _ in range(1600)]  # 100 MiB of heap blocks
+    top = np.ones(64 * 1024, np.uint8)  # keeps the heap's top in use: free() trims nothing
+    del blocks
+    freed = rss() - base
+    memory.release_free_memory()
+    print(round(freed), round(rss() - base))
+"""
+
+
+@pytest.mark.skipif(memory._LIBC is None, reason="malloc_trim is glibc's")
+def test_free_pages_below_a_live_block_stay_resident_until_released() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CODE)], capture_output=True, text=True, check=True, timeout=120
+    )
+    freed, released = (int(mib) for mib in result.stdout.split())
+    assert freed >= 90, (freed, released)  # MiB above the start, after the blocks were freed
+    assert released <= 10, (freed, released)
+
+
+def test_resident_bytes_is_this_process_s_rss() -> None:
+    with open("/proc/self/status", encoding="ascii") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    assert abs(memory.resident_bytes() - kib * 1024) < 16 * 2**20
