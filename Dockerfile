@@ -26,7 +26,9 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 # ---------------------------------------------------------------- CPU: runtime (default)
 FROM ${PYTHON_IMAGE} AS cpu
 ARG TORCH_VERSION=2.13.0
-RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"
+# The CPU build of torch (PyPI's torch pulls in CUDA); a mirror of the index: --build-arg TORCH_INDEX_URL=...
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 COPY --from=wheel /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl \
     && rm -rf /wheels \
@@ -40,8 +42,8 @@ ENV PYTHONUNBUFFERED=1 \
     DCF_BACKEND=auto \
     DCF_DEVICE=cpu
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+COPY docker/healthcheck.py /usr/local/bin/dcf-healthcheck
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["dcf-healthcheck"]
 CMD ["dcf", "serve"]
 
 # ---------------------------------------------------------------- GPU: build the TensorRT plugin
@@ -82,8 +84,8 @@ ENV PYTHONUNBUFFERED=1 \
     DCF_PLUGIN=/opt/dcf/lib/libdcf_trt_plugins.so \
     DCF_CUDA_LIBRARY=/opt/dcf/lib/libdcf_correlation_cuda.so
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+COPY docker/healthcheck.py /usr/local/bin/dcf-healthcheck
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 CMD ["dcf-healthcheck"]
 CMD ["dcf", "serve"]
 
 # The default target: the CPU image.
