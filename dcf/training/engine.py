@@ -1,8 +1,9 @@
 """The training loop: one process on CPU or GPU, or many under ``torchrun`` (DistributedDataParallel).
 
 Rank 0 alone logs, writes ``metrics.jsonl`` and checkpoints. ``last.safetensors`` (the model) and
-``last.state.safetensors`` (optimizer, scaler, progress) are written atomically after every
-epoch, so a killed run resumes from its last finished epoch; ``best.safetensors`` keeps the best
+``last.state.safetensors`` (the model again, optimizer, scaler, RNG, progress) are written atomically
+after every epoch. A resume reads the state file alone, so a run killed between the two writes
+resumes from the epoch that file records, weights and optimizer of the same step; ``best.safetensors`` keeps the best
 validation top-1. ``metrics.jsonl`` holds one line per finished epoch of this run: a fresh run
 into a used directory starts a new log, a resumed one keeps the lines of the epochs it resumes.
 """
@@ -98,8 +99,14 @@ def evaluate(
 
 
 def _save_state(
-    path: Path, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, progress: dict[str, Any]
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    progress: dict[str, Any],
 ) -> None:
+    """Everything a resume needs, in one file (one atomic write): never weights of one epoch with the
+    optimizer of another."""
     state = optimizer.state_dict()
     tensors = {
         f"optimizer.{index}.{name}": value
@@ -107,15 +114,25 @@ def _save_state(
         for name, value in slots.items()
         if isinstance(value, Tensor)
     }
+    tensors |= {f"model.{name}": value.detach().clone() for name, value in model.state_dict().items()}
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"param_groups": state["param_groups"], "scaler": scaler.state_dict(), "progress": progress}
     atomic_save(tensors, path, {"dcf_train_state": json.dumps(meta)})
 
 
-def _load_state(path: Path, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> dict[str, Any]:
+def _load_state(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
+) -> dict[str, Any]:
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads((f.metadata() or {})["dcf_train_state"])
         tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    weights = {
+        key.removeprefix("model."): value for key, value in tensors.items() if key.startswith("model.")
+    }
+    if not weights:  # written by dcf 0.1.0 before the weights moved in: they are beside it
+        logger.warning("%s holds no weights (an older run): resuming with last.safetensors", path)
+        weights = read_checkpoint(path.with_name("last.safetensors"))[1]
+    model.load_state_dict(weights)
     slots: dict[int, dict[str, Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
@@ -210,8 +227,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start_epoch, best = 0, -1.0
     if resume and (out / "last.state.safetensors").exists():
-        model.load_state_dict(read_checkpoint(out / "last.safetensors")[1])
-        state = _load_state(out / "last.state.safetensors", optimizer, scaler)
+        state = _load_state(out / "last.state.safetensors", model, optimizer, scaler)
         start_epoch, best = state["epoch"] + 1, state["best_top1"]
         if env.is_main:
             logger.info("resuming %s after epoch %d (best top-1 %.2f%%)", out, state["epoch"] + 1, best)
@@ -303,7 +319,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                 best = val["top1"]
                 save_checkpoint(out / "best.safetensors", model, ckpt_config)
             _save_state(
-                out / "last.state.safetensors", optimizer, scaler, {"epoch": epoch, "best_top1": best}
+                out / "last.state.safetensors", model, optimizer, scaler, {"epoch": epoch, "best_top1": best}
             )
         if dist.is_initialized():
             dist.barrier()
