@@ -8,6 +8,7 @@ run through the model; every refusal is a JSON ``{"error": {"code", "message"}}`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
@@ -138,6 +139,8 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
             service.ready = False
             if releasing is not None:
                 releasing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await releasing
             await service.batcher.stop()
             service.decoder.shutdown(wait=False, cancel_futures=True)
 
