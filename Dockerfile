@@ -43,7 +43,7 @@ ENV PYTHONUNBUFFERED=1 \
     DCF_DEVICE=cpu
 EXPOSE 8000
 COPY docker/healthcheck.py /usr/local/bin/dcf-healthcheck
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["dcf-healthcheck"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python3", "/usr/local/bin/dcf-healthcheck"]
 CMD ["dcf", "serve"]
 
 # ---------------------------------------------------------------- GPU: build the TensorRT plugin
@@ -85,7 +85,7 @@ ENV PYTHONUNBUFFERED=1 \
     DCF_CUDA_LIBRARY=/opt/dcf/lib/libdcf_correlation_cuda.so
 EXPOSE 8000
 COPY docker/healthcheck.py /usr/local/bin/dcf-healthcheck
-HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 CMD ["dcf-healthcheck"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 CMD ["python3", "/usr/local/bin/dcf-healthcheck"]
 CMD ["dcf", "serve"]
 
 # The default target: the CPU image.

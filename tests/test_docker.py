@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -34,6 +35,7 @@ from tests.videos import moving_square
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
+DCF = [shutil.which("dcf") or sys.executable, *([] if shutil.which("dcf") else ["-m", "dcf"])]
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -88,7 +90,10 @@ def test_both_runtime_stages_serve_the_project() -> None:
         command = shlex.split(stage["CMD"].replace('"', "").strip("[]").replace(",", " "))
         assert command == ["dcf", "serve"] and "dcf" in scripts
         assert stage["EXPOSE"] == str(settings.port)
-        assert stage["HEALTHCHECK"].endswith('CMD ["dcf-healthcheck"]') and "/readyz" in routes
+        assert stage["HEALTHCHECK"].endswith('CMD ["python3", "/usr/local/bin/dcf-healthcheck"]')
+        assert "/readyz" in routes
+        copies = [rest for keyword, rest in stages()[name] if keyword == "COPY"]
+        assert "docker/healthcheck.py /usr/local/bin/dcf-healthcheck" in copies
         assert stage["USER"] not in ("root", "0")
     final = next(rows for key, rows in stages().items() if key.startswith("final:"))
     assert final[0] == ("FROM", "cpu")  # docker build without --target gives the CPU image
@@ -137,7 +142,11 @@ class Container:
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {"DCF_PORT": str(self.port), **(env or {})}
         flags = [item for key, value in environment.items() for item in ("-e", f"{key}={value}")]
-        docker("run", "-d", "--network", "host", "--name", self.name, *flags, *args, image)
+        try:
+            docker("run", "-d", "--network", "host", "--name", self.name, *flags, *args, image)
+        except BaseException:
+            self.remove()  # created but not started is still a container
+            raise
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -220,7 +229,7 @@ def test_a_mounted_onnx_model_is_served_as_on_the_host(
     models.mkdir()
     onnx = models / "demo.portable.onnx"
     exported = subprocess.run(
-        ["dcf", "export", "onnx", "--checkpoint", "demo", "--out", str(onnx), "--portable"],
+        [*DCF, "export", "onnx", "--checkpoint", "demo", "--out", str(onnx), "--portable"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -231,7 +240,7 @@ def test_a_mounted_onnx_model_is_served_as_on_the_host(
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(media.encoded(".mp4", moving_square(24, 96, 96, seed=8)))
     host = subprocess.run(
-        ["dcf", "predict", str(clip), "--model", str(onnx), "--json"],
+        [*DCF, "predict", str(clip), "--model", str(onnx), "--json"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -258,12 +267,14 @@ def test_docker_stop_lets_a_request_in_flight_finish(run_container: type[Contain
     container.wait_ready()
     slow = media.high_resolution_mp4(1280, 720, frames=90, fps=30)  # 30 views: seconds of work
     answers: list[httpx.Response | BaseException] = []
+    answered_at: list[float] = []
 
     def post() -> None:
         try:
             answers.append(container.predict(slow, clips=10, crops=3))
         except BaseException as exc:
             answers.append(exc)
+        answered_at.append(time.perf_counter())
 
     client = threading.Thread(target=post)
     client.start()
@@ -277,6 +288,7 @@ def test_docker_stop_lets_a_request_in_flight_finish(run_container: type[Contain
     print(f"\ndocker stop with a request in flight: {stop_s:.1f} s")
     client.join(timeout=60)
     assert answers and isinstance(answers[0], httpx.Response), answers
+    assert answered_at[0] > stopped, "the request was answered before the stop: nothing was tested"
     assert answers[0].status_code == 200, answers[0].text
     assert answers[0].json()["views"]["total"] == 30
     state = json.loads(docker("inspect", "--format", "{{json .State}}", container.name))
