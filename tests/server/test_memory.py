@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -48,3 +50,29 @@ def test_resident_bytes_is_this_process_s_rss() -> None:
     with open("/proc/self/status", encoding="ascii") as status:
         kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
     assert abs(memory.resident_bytes() - kib * 1024) < 16 * 2**20
+
+
+@pytest.mark.parametrize(("seconds", "expect_calls"), [(0.05, True), (0.0, False)])
+def test_the_server_releases_every_memory_release_s(
+    monkeypatch: pytest.MonkeyPatch, seconds: float, expect_calls: bool
+) -> None:
+    """The app's lifespan (demo model loaded and warmed up, as under uvicorn) runs the release every
+    ``memory_release_s`` while it serves, stops it at shutdown, and never runs it for 0."""
+    from dcf.server import app as server_app
+    from dcf.server.settings import ServerSettings
+
+    calls: list[float] = []
+    monkeypatch.setattr(server_app, "release_free_memory", lambda: calls.append(time.monotonic()))
+    app = server_app.create_app(ServerSettings(memory_release_s=seconds, max_batch=1))
+
+    async def serve_briefly() -> int:
+        async with app.router.lifespan_context(app):
+            assert app.state.service.ready
+            await asyncio.sleep(0.5)
+        count = len(calls)
+        await asyncio.sleep(0.2)
+        assert len(calls) == count  # stopped with the app
+        return count
+
+    count = asyncio.run(serve_briefly())
+    assert (count >= 3) if expect_calls else (count == 0), calls
