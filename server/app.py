@@ -335,8 +335,9 @@ async def _decode(
     decoding.add_done_callback(decoded)
     gone = asyncio.ensure_future(_disconnected(request))
     try:
+        waited: set[asyncio.Future[Any]] = {decoding, gone}
         done, _ = await asyncio.wait(
-            {decoding, gone},
+            waited,
             timeout=max(0.0, deadline - time.perf_counter()),
             return_when=asyncio.FIRST_COMPLETED,
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,3 +28,31 @@ def test_readme_has_a_run_and_a_test_command() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert _readme_commands()[1] in ci.splitlines()
+
+
+def test_mypy_sees_every_package_under_its_installed_name(tmp_path: Path) -> None:
+    """A type error across packages is reported: server/ (dcf.server) assigning a str constant of
+    export/ (dcf.export) to an int. mypy checks a changed copy of dcf.server's ``__init__`` in place
+    of the file (``--shadow-file``), so the tree is not touched."""
+    source = ROOT / "dcf" / "server" / "__init__.py"  # through the link: the name mypy knows it by
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        source.read_text()
+        + "\nfrom dcf.export.names import CORRELATION_OP\n\nplanted: int = CORRELATION_OP\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"),
+            "--shadow-file", str(source.relative_to(ROOT)), str(planted),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        'Incompatible types in assignment (expression has type "str", variable has type "int")'
+        in result.stdout
+    )
+    assert result.stdout.count(": error:") == 1, result.stdout
