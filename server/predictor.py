@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from dcf.checkpoint import DEMO
 from dcf.data.spec import InputSpec
 
 log = logging.getLogger(__name__)
@@ -119,12 +120,12 @@ def load_predictor(
     suffix = Path(source).suffix.lower()
     if backend == "auto":
         backend = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt"}.get(suffix, "torch")
-    if source != "demo" and not Path(source).is_file():
+    if source != DEMO and not Path(source).is_file():
         raise FileNotFoundError(f"model not found: {source}")
     expected = {"onnxruntime": (".onnx",), "tensorrt": (".plan", ".engine"), "torch": (".safetensors",)}
     if backend not in expected:
         raise ValueError(f"unknown backend {backend!r}; expected auto, torch, onnxruntime or tensorrt")
-    if source != "demo" and suffix not in expected[backend]:
+    if source != DEMO and suffix not in expected[backend]:
         raise ValueError(f"the {backend} backend serves {' or '.join(expected[backend])} files, not {source}")
     if backend == "tensorrt" and device != "cuda":
         raise ValueError("the tensorrt backend runs on a GPU: pass --device cuda")
@@ -151,7 +152,7 @@ def _info(
     model: _Described, source: str, name: str | None, backend: str, device: str, precision: str
 ) -> ModelInfo:
     return ModelInfo(
-        name=name or ("demo" if source == "demo" else Path(source).name.split(".")[0]),
+        name=name or Path(source).name.split(".")[0],  # "demo" for DEMO
         architecture=model.architecture,
         classes=model.classes,
         input_spec=model.input_spec,

@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dcf.checkpoint import DEMO
 from dcf.data.spec import InputSpec
 from dcf.data.video import VideoLimits
 
@@ -62,7 +63,7 @@ class ServerSettings(BaseSettings):
 
     # What to serve
     model: str = Field(
-        "demo", description="checkpoint (.safetensors or 'demo'), ONNX file or TensorRT engine (.plan)"
+        DEMO, description="checkpoint (.safetensors or 'demo'), ONNX file or TensorRT engine (.plan)"
     )
     backend: Backend = Field(
         "auto", description="auto: torch for checkpoints, onnxruntime for .onnx, tensorrt for .plan"

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dcf.checkpoint import DEMO
+
 DESCRIPTION = """\
 Predict action labels of video files without a server: the same decoding, sampling,
 preprocessing and scoring as POST /v1/predict.
@@ -28,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
     parser.add_argument(
-        "--model", default="demo", help="checkpoint or 'demo', portable .onnx, or .plan (default: demo)"
+        "--model", default=DEMO, help="checkpoint or 'demo', portable .onnx, or .plan (default: demo)"
     )
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
