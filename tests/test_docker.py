@@ -30,7 +30,7 @@ from dcf.server.settings import ServerSettings
 from tests import docker_image
 from tests.docker_image import docker
 from tests.server import media
-from tests.server.conftest import free_port
+from tests.server.conftest import Client, free_port
 from tests.videos import moving_square
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ class Container:
     def __init__(self, image: str, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.name = f"dcf-test-{uuid.uuid4().hex[:8]}"
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = Client(f"http://127.0.0.1:{self.port}")
         environment = {"DCF_PORT": str(self.port), **(env or {})}
         flags = [item for key, value in environment.items() for item in ("-e", f"{key}={value}")]
         try:
@@ -155,7 +155,7 @@ class Container:
             if not state["Running"]:
                 raise AssertionError(f"the container exited {state['ExitCode']}:\n{self.logs()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                if self.http.get("/readyz").status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -168,14 +168,6 @@ class Container:
     def logs(self) -> str:
         result = subprocess.run(["docker", "logs", self.name], capture_output=True, text=True)
         return (result.stdout + result.stderr)[-4000:]
-
-    def predict(self, data: bytes, timeout: float = 120, **params: object) -> httpx.Response:
-        return httpx.post(
-            f"{self.url}/v1/predict",
-            files={"file": ("clip.mp4", data, "video/mp4")},
-            params={k: str(v) for k, v in params.items()},
-            timeout=timeout,
-        )
 
     def remove(self) -> None:
         subprocess.run(["docker", "rm", "-f", self.name], capture_output=True)
@@ -205,7 +197,7 @@ def test_the_image_serves_a_real_clip_as_a_non_root_user_and_turns_healthy(
     container = run_container("--health-interval", "2s", "--health-start-period", "120s")
     assert container.port != 8000
     container.wait_ready()
-    answer = container.predict(media.high_resolution_mp4(1280, 720, frames=30, fps=30))
+    answer = container.http.predict(media.high_resolution_mp4(1280, 720, frames=30, fps=30), timeout=120)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert (body["video"]["width"], body["video"]["height"]) == (1280, 720)
@@ -250,9 +242,9 @@ def test_a_mounted_onnx_model_is_served_as_on_the_host(
 
     container = run_container("-v", f"{models}:/models:ro", env={"DCF_MODEL": "/models/demo.portable.onnx"})
     container.wait_ready()
-    served = httpx.get(f"{container.url}/v1/models", timeout=30).json()
+    served = container.http.get("/v1/models").json()
     assert served["models"][0]["backend"] == "onnxruntime", served
-    answer = container.predict(clip.read_bytes())
+    answer = container.http.predict(clip.read_bytes(), timeout=120)
     assert answer.status_code == 200, answer.text
     got = answer.json()["predictions"]
     assert [p["label"] for p in got] == [p["label"] for p in expected["predictions"]]
@@ -271,7 +263,7 @@ def test_docker_stop_lets_a_request_in_flight_finish(run_container: type[Contain
 
     def post() -> None:
         try:
-            answers.append(container.predict(slow, clips=10, crops=3))
+            answers.append(container.http.predict(slow, timeout=120, clips=10, crops=3))
         except BaseException as exc:
             answers.append(exc)
         answered_at.append(time.perf_counter())
@@ -279,7 +271,7 @@ def test_docker_stop_lets_a_request_in_flight_finish(run_container: type[Contain
     client = threading.Thread(target=post)
     client.start()
     deadline = time.monotonic() + 60
-    while not _in_flight(container.url):
+    while not _in_flight(container.http):
         assert time.monotonic() < deadline and client.is_alive(), "the request never started"
         time.sleep(0.05)
     stopped = time.perf_counter()
@@ -295,15 +287,9 @@ def test_docker_stop_lets_a_request_in_flight_finish(run_container: type[Contain
     assert state["ExitCode"] == 0, (stop_s, container.logs())
 
 
-def _in_flight(url: str) -> bool:
+def _in_flight(server: Client) -> bool:
     """Whether the server is decoding an upload or has clips queued (its Prometheus gauges)."""
     try:
-        text = httpx.get(f"{url}/metrics", timeout=5).text
+        return server.metric("dcf_decoding_uploads") + server.metric("dcf_queued_clips") > 0
     except httpx.TransportError:
         return False
-    values = {
-        line.split()[0]: float(line.split()[1])
-        for line in text.splitlines()
-        if line.startswith(("dcf_decoding_uploads ", "dcf_queued_clips "))
-    }
-    return sum(values.values()) > 0

@@ -23,10 +23,10 @@ def free_port() -> int:
 
 
 @dataclass
-class Server:
+class Client:
+    """HTTP calls to a running ``dcf serve`` (a process here, or a container)."""
+
     url: str
-    process: subprocess.Popen[bytes]
-    log: Path
 
     def predict(
         self, data: bytes, filename: str = "clip.mp4", timeout: float = 60, **params: object
@@ -41,6 +41,21 @@ class Server:
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", timeout=30)
 
+    def metric(self, name: str) -> float:
+        """The value of one unlabelled Prometheus metric."""
+        for line in self.get("/metrics").text.splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+
+@dataclass
+class Server(Client):
+    """A ``dcf serve`` process started by :func:`start_server`."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
     def rss_mb(self, field: str = "VmRSS") -> float:
         """Resident memory of the server process (Linux /proc); ``VmHWM`` for its peak."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -51,13 +66,6 @@ class Server:
     def reset_peak_rss(self) -> None:
         """Restart ``VmHWM`` from the current resident memory (Linux clear_refs)."""
         Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
-
-    def metric(self, name: str) -> float:
-        """The value of one unlabelled Prometheus metric."""
-        for line in self.get("/metrics").text.splitlines():
-            if line.startswith(f"{name} "):
-                return float(line.split()[1])
-        raise KeyError(name)
 
 
 def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Server:
