@@ -36,7 +36,7 @@ from dcf.checkpoint import CheckpointConfig, load_checkpoint, save_checkpoint
 from dcf.data.spec import InputSpec
 from dcf.export.onnx_export import export_onnx
 from dcf.export.portable import make_portable
-from dcf.export.runtime import onnxruntime_session
+from dcf.inference.backends import onnxruntime_session
 
 FRAMES, SIZE, CLASSES = 13, 160, 174
 

@@ -2,7 +2,7 @@
 
 For each model and client count, a fixed number of POST /v1/predict requests (one real encoded
 clip) are sent by that many concurrent clients; we report throughput, latency percentiles and the
-5xx count. The ratio compares the server's clips/s with the model alone (the same predictor,
+5xx count. The ratio compares the server's clips/s with the model alone (the same backend,
 in this process, on already-preprocessed clips in batches of --max-batch) measured right before;
 the goal (issue #6) is >= 0.9 at 8 clients. Client, decoder and model share this machine's cores.
 
@@ -29,8 +29,8 @@ from dcf.data.spec import InputSpec
 from dcf.data.synthetic import render_video
 from dcf.data.video import VideoLimits
 from dcf.export.onnx_export import export_onnx
+from dcf.inference.backends import load_backend
 from dcf.server.pipeline import PredictOptions, prepare
-from dcf.server.predictor import load_predictor
 from tests.server.conftest import start_server, stop_server
 from tests.videos import write_video
 
@@ -54,14 +54,14 @@ def _x3d_s_portable(tmp: Path) -> str:
 
 
 def model_only(model: str, data: bytes, max_batch: int, threads: int, seconds: float) -> float:
-    """Clips per second of the predictor alone on full batches of preprocessed clips."""
-    predictor = load_predictor(model, threads=threads)
-    views = prepare(data, predictor.info.input_spec, PredictOptions(), VideoLimits(), 1).views
+    """Clips per second of the backend alone on full batches of preprocessed clips."""
+    backend = load_backend(model, threads=threads)
+    views = prepare(data, backend.info.input_spec, PredictOptions(), VideoLimits(), 1).views
     batch = np.repeat(views, max_batch, axis=0)
-    predictor(batch)  # warm-up
+    backend(batch)  # warm-up
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        predictor(batch)
+        backend(batch)
         calls += 1
     return calls * max_batch / (time.perf_counter() - start)
 

@@ -15,6 +15,7 @@ import onnx
 
 from dcf.checkpoint import CheckpointConfig
 from dcf.data.spec import InputSpec
+from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
 
 FORMAT = "dcf-onnx"
 FORMAT_VERSION = 1
@@ -129,6 +130,19 @@ def read_onnx_metadata(model: str | Path | onnx.ModelProto) -> ModelMetadata:
     else:
         proto, source = load_onnx(model), str(model)
     return ModelMetadata.from_onnx_props({p.key: p.value for p in proto.metadata_props}, source)
+
+
+def require_portable(metadata: ModelMetadata, source: str | Path, runtime: str, instead: str) -> None:
+    """Refuses a custom-node file where ``runtime`` (which has no kernel for the node) would run it.
+
+    Raises:
+        ValueError: Naming the two ways out: a portable export, or ``instead``.
+    """
+    if metadata.flavour != "portable":
+        raise ValueError(
+            f"{source} holds {CORRELATION_DOMAIN}::{CORRELATION_OP} custom nodes, which {runtime} cannot run: "
+            f"export with --portable, or {instead}"
+        )
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:

@@ -19,12 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dcf._io import atomic_write_bytes
 from dcf.export.metadata import ModelMetadata, read_onnx_metadata
 from dcf.export.names import CORRELATION_OP, CORRELATION_OP_VERSION, INPUT_NAME, OUTPUT_NAME
-from dcf.export.runtime import Runner
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +218,11 @@ def check_engine_runtime(sidecar: dict[str, Any], trt_version: str, plugin_versi
         )
 
 
-def engine_runner(plan: str | Path, plugin: str | Path | None) -> tuple[Runner, ModelMetadata]:
-    """Runs a built engine on the current CUDA device (PyTorch tensors as buffers)."""
+def engine_context(plan: str | Path, plugin: str | Path | None) -> tuple[Any, ModelMetadata, Any]:
+    """A built engine deserialized on the current CUDA device: its execution context, the model's
+    metadata and the engine's shape profile (from the sidecar), after checking that the loaded
+    TensorRT and plugin are the ones it was built with. The ``tensorrt`` backend of
+    :mod:`dcf.inference.backends` runs it."""
     import torch
 
     metadata, sidecar = read_engine_metadata(plan)
@@ -238,21 +238,4 @@ def engine_runner(plan: str | Path, plugin: str | Path | None) -> tuple[Runner, 
     engine = trt.Runtime(logger).deserialize_cuda_engine(Path(plan).read_bytes())
     if engine is None:
         raise ValueError(f"TensorRT could not deserialize {plan}")
-    context = engine.create_execution_context()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        video = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda()
-        if not context.set_input_shape(INPUT_NAME, tuple(video.shape)):
-            raise ValueError(
-                f"input shape {tuple(video.shape)} is outside the engine's profile {sidecar['profile']}"
-            )
-        logits = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), dtype=torch.float32, device="cuda")
-        context.set_tensor_address(INPUT_NAME, video.data_ptr())
-        context.set_tensor_address(OUTPUT_NAME, logits.data_ptr())
-        stream = torch.cuda.current_stream()
-        if not context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError("TensorRT failed to run the engine")
-        stream.synchronize()
-        return logits.cpu().numpy()
-
-    return run, metadata
+    return engine.create_execution_context(), metadata, sidecar["profile"]

@@ -1,7 +1,7 @@
 """A model repository for NVIDIA Triton Inference Server from an exported model.
 
 Triton serves the network on batches of preprocessed clips; decoding, sampling and preprocessing
-stay ours (``dcf serve`` or :func:`dcf.server.pipeline.prepare`), so a Triton client must send
+stay ours (``dcf serve`` or :func:`dcf.inference.pipeline.prepare`), so a Triton client must send
 what the model's input spec describes. The repository holds::
 
     REPO/NAME/config.pbtxt   platform, tensors, dynamic batching, instance group
@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-from dcf.export.metadata import ModelMetadata, read_onnx_metadata
+from dcf.export.metadata import ModelMetadata, read_onnx_metadata, require_portable
 from dcf.export.names import INPUT_NAME, OUTPUT_NAME
 
 InstanceKind = Literal["gpu", "cpu"]
@@ -104,11 +104,9 @@ def write_repository(
     if onnx is not None:
         source = Path(onnx)
         metadata = read_onnx_metadata(source)
-        if metadata.flavour != "portable":
-            raise ValueError(
-                f"{source} has dcf::DCFCorrelation custom nodes, which Triton's ONNX Runtime backend cannot run: "
-                "export with --portable, or build a TensorRT engine and pass --engine"
-            )
+        require_portable(
+            metadata, source, "Triton's ONNX Runtime backend", "build a TensorRT engine and pass --engine"
+        )
         platform, filename, sidecar = "onnxruntime_onnx", "model.onnx", metadata.to_dict()
     else:
         from dcf.export.tensorrt import read_engine_metadata

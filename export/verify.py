@@ -14,17 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-from dcf.checkpoint import CheckpointConfig
 from dcf.data.datasets import eval_views
 from dcf.data.spec import InputSpec
 from dcf.data.synthetic import render_video, write_mp4
 from dcf.data.video import open_video
-from dcf.export.metadata import ModelMetadata, Precision
 from dcf.export.onnx_export import SIZE_STRIDE
-from dcf.export.runtime import Runner
+from dcf.inference.backends import Backend, ModelInfo
 
 
 @dataclass(frozen=True)
@@ -126,27 +122,26 @@ def verification_inputs(
     return inputs
 
 
-def check_same_model(config: CheckpointConfig, metadata: ModelMetadata, source: str) -> None:
+def check_same_model(reference: ModelInfo, candidate: ModelInfo, source: str) -> None:
     """Refuses to compare a file with a checkpoint it was not exported from."""
-    if (metadata.architecture, metadata.classes) != (config.architecture, config.classes):
+    if (candidate.architecture, candidate.classes) != (reference.architecture, reference.classes):
         raise ValueError(
-            f"{source} holds {metadata.architecture} with {len(metadata.classes)} classes, but the checkpoint is "
-            f"{config.architecture} with {len(config.classes)} classes: export it from this checkpoint first"
+            f"{source} holds {candidate.architecture} with {len(candidate.classes)} classes, but the checkpoint "
+            f"is {reference.architecture} with {len(reference.classes)} classes: export it from this checkpoint first"
         )
 
 
 def verify(
-    model: nn.Module,
-    runtimes: list[tuple[str, Runner, Precision]],
-    inputs: list[tuple[str, np.ndarray]],
+    reference: Backend, candidates: list[tuple[str, Backend]], inputs: list[tuple[str, np.ndarray]]
 ) -> list[Comparison]:
-    """Compares each runtime's logits with ``model``'s (float32 PyTorch) on every input."""
+    """Compares each named candidate's logits with the ``reference``'s (the float32 PyTorch
+    checkpoint) on every input, against the tolerance of the candidate's precision."""
     results = []
     for description, batch in inputs:
-        with torch.no_grad():
-            reference = model(torch.from_numpy(batch)).numpy()
-        for name, run, precision in runtimes:
-            stats = compare(reference, np.asarray(run(batch)), TOLERANCES[precision])
+        expected = reference(batch)
+        for name, candidate in candidates:
+            precision = candidate.info.precision
+            stats = compare(expected, np.asarray(candidate(batch)), TOLERANCES[precision])
             results.append(Comparison(runtime=name, inputs=description, precision=precision, **stats))  # type: ignore[arg-type]
     return results
 

@@ -29,11 +29,11 @@ from starlette.exceptions import HTTPException
 
 from dcf import __version__
 from dcf.data.video import DecodeCancelled, DecodeWorkError, NotAVideo, VideoDecodeError, VideoLimitError
+from dcf.inference.backends import Backend, load_backend
 from dcf.server.batching import DeadlineExceeded, DynamicBatcher, Overloaded
 from dcf.server.memory import release_free_memory, resident_bytes
 from dcf.server.metrics import Metrics
 from dcf.server.pipeline import PredictOptions, PreparedVideo, RequestError, prepare, summarize
-from dcf.server.predictor import Predictor, load_predictor
 from dcf.server.settings import MemoryBound, ServerSettings
 from dcf.server.upload import UploadBudget, declared_length, read_upload
 
@@ -72,7 +72,7 @@ class _Service:
             idle_s=settings.upload_idle_s,
             min_rate=settings.min_upload_rate_kib_s * 1024,
         )
-        self.predictor: Predictor | None = None
+        self.backend: Backend | None = None
         self.batcher: DynamicBatcher | None = None
         self.decoder: ThreadPoolExecutor | None = None
         self.memory: MemoryBound | None = None
@@ -91,14 +91,14 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def create_app(settings: ServerSettings | None = None, predictor: Predictor | None = None) -> FastAPI:
-    """The app; it loads ``settings.model`` at startup unless given a loaded ``predictor``."""
+def create_app(settings: ServerSettings | None = None, backend: Backend | None = None) -> FastAPI:
+    """The app; it loads ``settings.model`` at startup unless given a loaded ``backend``."""
     settings = settings or ServerSettings()
     service = _Service(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = predictor if predictor is not None else await asyncio.to_thread(load_predictor_for, settings)
+        model = backend if backend is not None else await asyncio.to_thread(load_backend_for, settings)
         spec = model.info.input_spec
         warm = np.zeros((settings.max_batch, 3, spec.num_frames, spec.crop_size, spec.crop_size), np.float32)
         started = time.perf_counter()
@@ -117,7 +117,7 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
             time.perf_counter() - started,
             service.memory.describe(),
         )
-        service.predictor = model
+        service.backend = model
         service.batcher = DynamicBatcher(
             model,
             max_batch=settings.max_batch,
@@ -206,8 +206,8 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
 
     @app.get("/v1/models", summary="The served model: labels, input spec, backend")
     async def models() -> dict[str, Any]:
-        predictor = _predictor(service)
-        info = predictor.info
+        backend = _backend(service)
+        info = backend.info
         return {
             "models": [
                 {
@@ -234,7 +234,7 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
         window_s: float | None = Query(None, description="timeline window in seconds (default 2)"),
     ) -> dict[str, Any]:
         request.state.body_read = False
-        predictor, batcher = _predictor(service), service.batcher
+        backend, batcher = _backend(service), service.batcher
         assert batcher is not None and service.decoder is not None
         # What the body may take is reserved before reading it: its declared length (limited by the
         # budget) or, for a chunked body, the largest upload.
@@ -266,7 +266,7 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
             },
             upload.fields,
         )
-        options.check(len(predictor.info.classes), settings.max_views)
+        options.check(len(backend.info.classes), settings.max_views)
         if not upload.data:
             raise RequestError(400, "empty_file", "the uploaded file is empty")
         if service.decoding >= settings.max_pending_decodes:
@@ -287,11 +287,11 @@ def create_app(settings: ServerSettings | None = None, predictor: Predictor | No
             ) from None
         service.metrics.queue_seconds.observe(timing.queue_s)
 
-        answer = summarize(logits, prepared, predictor.info.classes, options)
+        answer = summarize(logits, prepared, backend.info.classes, options)
         total = time.perf_counter() - started
         service.metrics.request_seconds.observe(total)
         return {
-            "model": predictor.info.name,
+            "model": backend.info.name,
             **answer,
             "timings_ms": {
                 "decode": round(prepared.decode_s * 1e3, 2),
@@ -310,7 +310,7 @@ async def _decode(
     service: _Service, request: Request, data: bytearray, options: PredictOptions, deadline: float
 ) -> PreparedVideo:
     """``prepare`` on a decode thread, stopped when the deadline passes or the client goes away."""
-    settings, predictor = service.settings, _predictor(service)
+    settings, backend = service.settings, _backend(service)
     cancel = threading.Event()
     service.decoding += 1
     decoding = asyncio.get_running_loop().run_in_executor(
@@ -318,7 +318,7 @@ async def _decode(
         functools.partial(
             prepare,
             data,
-            predictor.info.input_spec,
+            backend.info.input_spec,
             options,
             service.limits,
             settings.max_views,
@@ -379,8 +379,8 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def load_predictor_for(settings: ServerSettings) -> Predictor:
-    return load_predictor(
+def load_backend_for(settings: ServerSettings) -> Backend:
+    return load_backend(
         settings.model,
         settings.backend,
         device=settings.device,
@@ -390,10 +390,10 @@ def load_predictor_for(settings: ServerSettings) -> Predictor:
     )
 
 
-def _predictor(service: _Service) -> Predictor:
-    if not service.ready or service.predictor is None:
+def _backend(service: _Service) -> Backend:
+    if not service.ready or service.backend is None:
         raise RequestError(503, "not_ready", "the model is still loading")
-    return service.predictor
+    return service.backend
 
 
 def _options(query: dict[str, Any], form: dict[str, str]) -> PredictOptions:

@@ -205,38 +205,39 @@ def run_tensorrt(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from dcf.checkpoint import checkpoint_of, load_checkpoint
     from dcf.export import verify
-    from dcf.export.runtime import onnx_runner
+    from dcf.export.metadata import read_onnx_metadata
+    from dcf.inference.backends import Backend, load_backend
 
     if not args.onnx and args.engine is None:
         raise ValueError("nothing to verify: pass --onnx FILE (repeatable) and/or --engine PLAN")
     if args.plugin is not None and args.engine is None:
         raise ValueError("--plugin only applies to --engine")
-    model = load_checkpoint(args.checkpoint)
-    config = checkpoint_of(model)
-    runtimes, exported = [], []
+    reference = load_backend(args.checkpoint, "torch")
+    candidates: list[tuple[str, Backend]] = []
     for path in args.onnx:
-        run, metadata, runtime = onnx_runner(path, args.threads)
-        verify.check_same_model(config, metadata, str(path))
-        runtimes.append((f"{runtime} ({path.name})", run, metadata.precision))
-        exported.append(metadata)
+        # Custom-node files run in the reference evaluator: ONNX Runtime has no kernel for the node.
+        portable = read_onnx_metadata(path).flavour == "portable"
+        candidates.append(
+            (path, load_backend(path, "onnxruntime" if portable else "onnx-reference", threads=args.threads))
+        )
     if args.engine is not None:
-        from dcf.export.tensorrt import engine_runner
-
-        run, metadata = engine_runner(args.engine, args.plugin)
-        verify.check_same_model(config, metadata, str(args.engine))
-        runtimes.append((f"tensorrt ({args.engine.name})", run, metadata.precision))
-        exported.append(metadata)
+        candidates.append(
+            (args.engine, load_backend(args.engine, "tensorrt", device="cuda", plugin=args.plugin))
+        )
+    for path, candidate in candidates:
+        verify.check_same_model(reference.info, candidate.info, str(path))
+    named = [(f"{c.info.backend} ({Path(path).name})", c) for path, c in candidates]
+    exported = [c.info for _, c in candidates]
     inputs = verify.verification_inputs(
-        config.input_spec,
+        reference.info.input_spec,
         # Dynamic axes are exercised where every file has them.
         dynamic_frames=all(m.dynamic_frames for m in exported),
         dynamic_size=all(m.dynamic_size for m in exported),
         video=args.video,
         seed=args.seed,
     )
-    results = verify.verify(model, runtimes, inputs)
+    results = verify.verify(reference, named, inputs)
     if args.json:
         print(json.dumps(verify.results_json(results), indent=2))
     else:

@@ -49,12 +49,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dcf.data.video import VideoDecodeError, VideoLimitError, VideoLimits
+    from dcf.inference.backends import load_backend
     from dcf.server.pipeline import PredictOptions, prepare, summarize
-    from dcf.server.predictor import load_predictor
     from dcf.server.settings import ServerSettings
 
     settings = ServerSettings()
-    predictor = load_predictor(args.model, args.backend, device=args.device, plugin=args.plugin)
+    backend = load_backend(args.model, args.backend, device=args.device, plugin=args.plugin)
     options = PredictOptions(
         top_k=args.top_k,
         clips=args.clips,
@@ -63,22 +63,22 @@ def run(args: argparse.Namespace) -> int:
         timeline=args.timeline,
         window_s=args.window_s,
     )
-    options.check(len(predictor.info.classes), settings.max_views)
+    options.check(len(backend.info.classes), settings.max_views)
     failures = 0
     for path in args.videos:
         try:
             # Local files: no size limits beyond the decoder's own.
             prepared = prepare(
-                path.read_bytes(), predictor.info.input_spec, options, VideoLimits(), settings.max_views
+                path.read_bytes(), backend.info.input_spec, options, VideoLimits(), settings.max_views
             )
         except (OSError, VideoDecodeError, VideoLimitError) as exc:
             print(f"{path}: error: {exc}")
             failures += 1
             continue
         views, batch = prepared.views, settings.max_batch
-        logits = np.concatenate([predictor(views[i : i + batch]) for i in range(0, len(views), batch)])
-        answer = {"file": str(path), "model": predictor.info.name}
-        answer |= summarize(logits, prepared, predictor.info.classes, options)
+        logits = np.concatenate([backend(views[i : i + batch]) for i in range(0, len(views), batch)])
+        answer = {"file": str(path), "model": backend.info.name}
+        answer |= summarize(logits, prepared, backend.info.classes, options)
         print(json.dumps(answer) if args.json else _table(answer))
     return 1 if failures else 0
 

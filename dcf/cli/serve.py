@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
-    from dcf.server.app import create_app, load_predictor_for
+    from dcf.server.app import create_app, load_backend_for
     from dcf.server.settings import ServerSettings
 
     overrides = {
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         ) from None
     # Load before starting uvicorn, so that a bad model is one clear line, not a failed startup.
-    predictor = load_predictor_for(settings)
-    app = create_app(settings, predictor)
+    backend = load_backend_for(settings)
+    app = create_app(settings, backend)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
     return 0

@@ -13,7 +13,7 @@ from dcf import __version__
 from dcf.export.metadata import ModelMetadata, read_onnx_metadata
 from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP, INPUT_NAME, OUTPUT_NAME
 from dcf.export.onnx_export import export_onnx
-from dcf.export.runtime import onnx_runner
+from dcf.inference.backends import load_backend
 from dcf.models import build_model
 from tests.export.conftest import tiny_checkpoint
 
@@ -78,7 +78,9 @@ def test_dynamic_axes_are_named(exported) -> None:
 @pytest.mark.parametrize("flavour", ["custom", "portable"])
 def test_parity_on_inputs_other_than_the_trace(exported, flavour: str) -> None:
     model, paths = exported
-    run, _, _ = onnx_runner(paths[flavour], threads=1)
+    run = load_backend(
+        paths[flavour], "onnxruntime" if flavour == "portable" else "onnx-reference", threads=1
+    )
     rng = np.random.default_rng(123)  # the export traced a (2, 3, 4, 64, 64) batch from torch seed 0
     for shape in [(1, 3, 4, 64, 64), (3, 3, 7, 64, 64), (1, 3, 2, 128, 96)]:
         x = rng.standard_normal(shape, dtype=np.float32)
@@ -89,9 +91,9 @@ def test_parity_on_inputs_other_than_the_trace(exported, flavour: str) -> None:
 def test_custom_and_portable_agree(exported) -> None:
     _, paths = exported
     x = np.random.default_rng(7).standard_normal((2, 3, 5, 64, 64), dtype=np.float32)
-    custom, _, custom_runtime = onnx_runner(paths["custom"])
-    portable, _, portable_runtime = onnx_runner(paths["portable"])
-    assert (custom_runtime, portable_runtime) == ("onnx-reference", "onnxruntime")
+    custom = load_backend(paths["custom"], "onnx-reference")
+    portable = load_backend(paths["portable"])
+    assert portable.info.backend == "onnxruntime"
     np.testing.assert_allclose(custom(x), portable(x), atol=1e-5, rtol=1e-4)
 
 
@@ -134,7 +136,8 @@ def test_static_export_and_fp16(tmp_path: Path, seed: int) -> None:
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in proto.graph.initializer)
     assert metadata.precision == "fp16"
-    run, _, _ = onnx_runner(path, threads=1)
+    run = load_backend(path, threads=1)
+    assert (run.info.backend, run.info.precision) == ("onnxruntime", "fp16")
     x = np.random.default_rng(9).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
     expected = logits(model, x)
     np.testing.assert_allclose(run(x), expected, atol=2e-2 * np.abs(expected).max())

@@ -9,8 +9,9 @@ import torch
 from onnx import TensorProto, helper
 
 from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
+from dcf.export.onnx_reference import reference_evaluator
 from dcf.export.portable import make_portable
-from dcf.export.runtime import onnxruntime_session, reference_evaluator
+from dcf.inference.backends import onnxruntime_session
 from dcf.ops import correlation_reference
 
 # float32: the MatMul reduction order differs from the reference's; values are O(1).

@@ -1,14 +1,13 @@
-"""Running exported models on CPU: ONNX Runtime for portable files, and the ``onnx`` reference
-evaluator, with a Python implementation of ``dcf::DCFCorrelation``, for custom-node files.
+"""The ``onnx`` reference evaluator with a Python implementation of ``dcf::DCFCorrelation``: it
+runs custom-node files on any CPU (the ``onnx-reference`` backend of :mod:`dcf.inference.backends`).
 
-The reference evaluator is slow (NumPy convolutions) and exists so that the custom-node graph,
-whose production runtime is TensorRT with the plugin, can be checked on any machine.
+It is slow (NumPy convolutions) and exists so that the custom-node graph, whose production runtime
+is TensorRT with the plugin, can be checked on any machine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,11 +16,8 @@ import torch
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
-from dcf.export.metadata import ModelMetadata, load_onnx, read_onnx_metadata
 from dcf.export.names import CORRELATION_DOMAIN, OUTPUT_NAME
 from dcf.ops.reference import correlation_reference
-
-Runner = Callable[[np.ndarray], np.ndarray]  # float32 video batch -> float32 logits
 
 
 class DCFCorrelation(OpRun):
@@ -44,28 +40,8 @@ def reference_evaluator(model: onnx.ModelProto) -> ReferenceEvaluator:
     return ReferenceEvaluator(model, new_ops=[DCFCorrelation])
 
 
-def onnxruntime_session(path: str | Path, threads: int = 0) -> Any:
-    """An ONNX Runtime CPU session (``threads`` intra-op threads; 0 lets ONNX Runtime choose)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def onnx_runner(path: str | Path, threads: int = 0) -> tuple[Runner, ModelMetadata, str]:
-    """A CPU runner for an exported file, its metadata and the runtime's name.
-
-    Portable files run in ONNX Runtime; custom-node files in the reference evaluator (ONNX Runtime
-    has no kernel for ``dcf::DCFCorrelation``).
-    """
-    model = load_onnx(path)
-    metadata = read_onnx_metadata(model)
-    if metadata.flavour == "portable":
-        session = onnxruntime_session(path, threads)
-        input_name = session.get_inputs()[0].name
-        return (lambda x: session.run(None, {input_name: x})[0]), metadata, "onnxruntime"
+def reference_runner(model: onnx.ModelProto) -> Callable[[np.ndarray], np.ndarray]:
+    """Logits of a float32 batch from an exported model, in the reference evaluator."""
     evaluator = reference_evaluator(model)
     input_name = model.graph.input[0].name
 
@@ -77,4 +53,4 @@ def onnx_runner(path: str | Path, threads: int = 0) -> tuple[Runner, ModelMetada
         assert isinstance(outputs, list)  # a dict only when asked for intermediate values
         return np.asarray(outputs[0])
 
-    return run, metadata, "onnx-reference"
+    return run

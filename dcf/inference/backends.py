@@ -1,0 +1,236 @@
+"""One protocol over the inference backends, and one loader.
+
+A backend maps a float32 batch of clips (N, 3, T, S, S), preprocessed by the model's own input
+spec, to float32 logits (N, classes), and describes the model it runs (:class:`ModelInfo`). It is
+called from one thread at a time. The server, ``dcf predict``, ``dcf export verify``, the Triton
+export and the benchmarks all get theirs from :func:`load_backend`:
+
+================  ==================================  =========================================
+backend           runs                                where
+================  ==================================  =========================================
+torch             checkpoints (.safetensors, demo)    CPU or CUDA
+onnxruntime       portable ONNX files                 CPU, or CUDA with onnxruntime-gpu
+onnx-reference    any exported ONNX file              CPU; slow, checks custom-node files
+tensorrt          engines (.plan) with the plugin     CUDA
+================  ==================================  =========================================
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+
+from dcf.checkpoint import DEMO
+from dcf.data.spec import InputSpec
+
+if TYPE_CHECKING:
+    from dcf.export.metadata import ModelMetadata
+
+log = logging.getLogger(__name__)
+
+BackendName = Literal["torch", "onnxruntime", "onnx-reference", "tensorrt"]
+Device = Literal["cpu", "cuda"]
+
+SUFFIXES: dict[BackendName, tuple[str, ...]] = {
+    "torch": (".safetensors",),
+    "onnxruntime": (".onnx",),
+    "onnx-reference": (".onnx",),
+    "tensorrt": (".plan", ".engine"),
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a backend runs: the model's contract and how it is run."""
+
+    name: str  # reported by the API; the file's stem unless given
+    architecture: str
+    classes: tuple[str, ...]
+    input_spec: InputSpec
+    backend: BackendName
+    device: Device
+    precision: Literal["fp32", "fp16"]  # of the weights and compute; inputs and outputs are float32
+    dynamic_frames: bool = True  # accepts other frame counts than input_spec.num_frames
+    dynamic_size: bool = True  # accepts other heights and widths than input_spec.crop_size
+
+
+class Backend(Protocol):
+    info: ModelInfo
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        """Logits (N, classes) of float32 clips (N, 3, T, S, S)."""
+        ...
+
+
+def load_backend(
+    source: str | Path,
+    backend: BackendName | Literal["auto"] = "auto",
+    *,
+    device: Device = "cpu",
+    threads: int = 0,
+    plugin: str | Path | None = None,
+    name: str | None = None,
+) -> Backend:
+    """The backend for ``source``: a checkpoint (or ``"demo"``), an ONNX file or an engine.
+
+    ``auto`` picks by the file: torch for checkpoints, onnxruntime for .onnx, tensorrt for .plan.
+    ``threads`` are the runtime's intra-op threads (0: its default).
+
+    Raises:
+        FileNotFoundError: If ``source`` does not exist.
+        ValueError: If the backend cannot run that file (a custom-node ONNX file in ONNX Runtime,
+            an engine on CPU, another suffix).
+        ImportError: If the backend's runtime is not installed.
+    """
+    source = str(source)
+    suffix = Path(source).suffix.lower()
+    if backend == "auto":
+        backend = next((b for b, suffixes in SUFFIXES.items() if suffix in suffixes), "torch")
+    if backend not in SUFFIXES:
+        raise ValueError(f"unknown backend {backend!r}; expected auto or one of {', '.join(SUFFIXES)}")
+    if source != DEMO and not Path(source).is_file():
+        raise FileNotFoundError(f"model not found: {source}")
+    if source != DEMO and suffix not in SUFFIXES[backend]:
+        raise ValueError(f"the {backend} backend runs {' or '.join(SUFFIXES[backend])} files, not {source}")
+    if backend == "tensorrt" and device != "cuda":
+        raise ValueError("the tensorrt backend runs on a GPU: pass --device cuda")
+    if backend == "onnx-reference" and device != "cpu":
+        raise ValueError("the onnx-reference backend runs on CPU")
+    name = name or Path(source).name.split(".")[0]  # "demo" for DEMO
+    log.info("loading %s with the %s backend on %s", source, backend, device)
+    if backend == "torch":
+        return TorchBackend(source, name, device, threads)
+    if backend == "onnxruntime":
+        return OnnxRuntimeBackend(source, name, device, threads)
+    if backend == "onnx-reference":
+        return OnnxReferenceBackend(source, name)
+    return TensorRTBackend(source, name, plugin)
+
+
+class TorchBackend:
+    """A checkpoint in PyTorch (float32)."""
+
+    def __init__(self, source: str, name: str, device: Device = "cpu", threads: int = 0) -> None:
+        import torch
+
+        from dcf.checkpoint import checkpoint_of, load_checkpoint
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self._device = torch.device(device)
+        self.model = load_checkpoint(source).to(self._device)
+        config = checkpoint_of(self.model)
+        self.info = ModelInfo(
+            name, config.architecture, config.classes, config.input_spec, "torch", device, "fp32"
+        )
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            return self.model(self._torch.from_numpy(clips).to(self._device)).float().cpu().numpy()
+
+
+def onnxruntime_session(path: str | Path, threads: int = 0, device: Device = "cpu") -> Any:
+    """An ONNX Runtime session: ``threads`` intra-op threads (0: ONNX Runtime's choice), one
+    inter-op thread, the CUDA execution provider first on ``device="cuda"``.
+
+    Raises:
+        ImportError: For ``cuda`` without onnxruntime-gpu.
+    """
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ImportError(
+                "the CUDA execution provider is not available: install onnxruntime-gpu (instead of onnxruntime)"
+            )
+        providers.insert(0, "CUDAExecutionProvider")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
+class OnnxRuntimeBackend:
+    """A portable ONNX file (standard ops only) in ONNX Runtime."""
+
+    def __init__(self, source: str, name: str, device: Device = "cpu", threads: int = 0) -> None:
+        from dcf.export.metadata import read_onnx_metadata, require_portable
+        from dcf.export.names import INPUT_NAME
+
+        metadata = read_onnx_metadata(source)
+        require_portable(metadata, source, "ONNX Runtime", "serve it with TensorRT ('dcf export tensorrt')")
+        self._session = onnxruntime_session(source, threads, device)
+        self._input = INPUT_NAME
+        self.info = _exported_info(metadata, name, "onnxruntime", device)
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        return np.asarray(self._session.run(None, {self._input: clips})[0])
+
+
+class OnnxReferenceBackend:
+    """Any exported ONNX file in the ``onnx`` reference evaluator, with a Python
+    ``dcf::DCFCorrelation`` (:mod:`dcf.export.onnx_reference`): slow, for checking custom-node files
+    on machines without TensorRT."""
+
+    def __init__(self, source: str, name: str) -> None:
+        from dcf.export.metadata import load_onnx, read_onnx_metadata
+        from dcf.export.onnx_reference import reference_runner
+
+        model = load_onnx(source)
+        self._run = reference_runner(model)
+        self.info = _exported_info(read_onnx_metadata(model), name, "onnx-reference", "cpu")
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        return self._run(clips)
+
+
+class TensorRTBackend:
+    """An engine built by ``dcf export tensorrt``, on the current CUDA device, with the plugin
+    library it needs (PyTorch tensors as its buffers)."""
+
+    def __init__(self, source: str, name: str, plugin: str | Path | None) -> None:
+        from dcf.export.tensorrt import engine_context
+
+        self._context, metadata, self._profile = engine_context(source, plugin)
+        self.info = _exported_info(metadata, name, "tensorrt", "cuda")
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        import torch
+
+        from dcf.export.names import INPUT_NAME, OUTPUT_NAME
+
+        context = self._context
+        video = torch.from_numpy(np.ascontiguousarray(clips, dtype=np.float32)).cuda()
+        if not context.set_input_shape(INPUT_NAME, tuple(video.shape)):
+            raise ValueError(
+                f"input shape {tuple(video.shape)} is outside the engine's profile {self._profile}"
+            )
+        logits = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), dtype=torch.float32, device="cuda")
+        context.set_tensor_address(INPUT_NAME, video.data_ptr())
+        context.set_tensor_address(OUTPUT_NAME, logits.data_ptr())
+        stream = torch.cuda.current_stream()
+        if not context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT failed to run the engine")
+        stream.synchronize()
+        return logits.cpu().numpy()
+
+
+def _exported_info(metadata: ModelMetadata, name: str, backend: BackendName, device: Device) -> ModelInfo:
+    """The info of an exported model, from the metadata it carries."""
+    return ModelInfo(
+        name=name,
+        architecture=metadata.architecture,
+        classes=metadata.classes,
+        input_spec=metadata.input_spec,
+        backend=backend,
+        device=device,
+        precision=metadata.precision,
+        dynamic_frames=metadata.dynamic_frames,
+        dynamic_size=metadata.dynamic_size,
+    )
