@@ -70,11 +70,7 @@ def load_plugin(trt: Any, library: Path) -> str:
     The library exports ``getCreators`` and ``setLoggerFinder`` (see ``trt_plugins/``), the entry
     points of ``IPluginRegistry::loadLibrary``.
     """
-    library = Path(library)
-    if not library.is_file():
-        raise FileNotFoundError(
-            f"plugin library not found: {library} (build it from trt_plugins/, see the README)"
-        )
+    library = check_plugin_path(library)
     registry = trt.get_plugin_registry()
     creator = registry.get_creator(CORRELATION_OP, str(CORRELATION_OP_VERSION), PLUGIN_NAMESPACE)
     if creator is None:  # not loaded yet in this process
