@@ -25,7 +25,7 @@ from dcf.checkpoint import checkpoint_of, load_checkpoint
 from dcf.data.sampling import sample_indices
 from dcf.data.spec import InputSpec
 from dcf.data.video import EncodedVideo, VideoLimits
-from dcf.server.pipeline import PredictOptions, prepare
+from dcf.inference.pipeline import PredictOptions, prepare
 
 THREADS = 2  # the server's default decode_threads
 

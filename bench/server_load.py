@@ -30,7 +30,7 @@ from dcf.data.synthetic import render_video
 from dcf.data.video import VideoLimits
 from dcf.export.onnx_export import export_onnx
 from dcf.inference.backends import load_backend
-from dcf.server.pipeline import PredictOptions, prepare
+from dcf.inference.pipeline import PredictOptions, prepare
 from tests.server.conftest import start_server, stop_server
 from tests.videos import write_video
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dcf.data.datasets import eval_views
 from dcf.data.spec import InputSpec
 from dcf.data.synthetic import render_video, write_mp4
 from dcf.data.video import open_video
+from dcf.data.views import eval_views
 from dcf.export.onnx_export import SIZE_STRIDE
 from dcf.inference.backends import Backend, ModelInfo
 

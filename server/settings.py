@@ -19,7 +19,6 @@ input copy; DPB = 16 reference frames
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,8 +26,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from dcf.checkpoint import DEMO
 from dcf.data.spec import InputSpec
 from dcf.data.video import VideoLimits
-
-Backend = Literal["auto", "torch", "onnxruntime", "tensorrt"]
+from dcf.inference.backends import Device, ServedBackend
+from dcf.inference.pipeline import MAX_BATCH, MAX_VIEWS
+from dcf.server.upload import UploadBudget
 
 # Reference frames a decoder may hold (H.264 and HEVC allow at most 16), and decoded bytes per pixel
 # (yuv420p10 is 3, yuv422p10 4; FFmpeg pads lines): the decoder's frame pool, see memory_bound.
@@ -65,10 +65,10 @@ class ServerSettings(BaseSettings):
     model: str = Field(
         DEMO, description="checkpoint (.safetensors or 'demo'), ONNX file or TensorRT engine (.plan)"
     )
-    backend: Backend = Field(
+    backend: ServedBackend = Field(
         "auto", description="auto: torch for checkpoints, onnxruntime for .onnx, tensorrt for .plan"
     )
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Device = "cpu"
     plugin: str | None = Field(None, description="DCFCorrelation TensorRT plugin library (tensorrt backend)")
     threads: int = Field(0, ge=0, description="inference threads (0: the runtime's default)")
     name: str | None = Field(None, description="model name reported by the API (default: the file's stem)")
@@ -78,7 +78,7 @@ class ServerSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
 
     # Batching and load
-    max_batch: int = Field(8, ge=1, le=256, description="clips per inference call")
+    max_batch: int = Field(MAX_BATCH, ge=1, le=256, description="clips per inference call")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
     max_queue: int = Field(64, ge=1, description="clips waiting for inference before 503")
     decode_workers: int = Field(2, ge=1, description="threads decoding uploads")
@@ -120,8 +120,7 @@ class ServerSettings(BaseSettings):
     max_decode_mpixels: float = Field(
         3000.0, gt=0, description="decode work per request: frames to decode x width x height, in millions"
     )
-    # 30 is the paper's densest test protocol (10 clips x 3 crops); views are float32 clips in memory.
-    max_views: int = Field(32, ge=1, description="clips x crops (x windows) per request")
+    max_views: int = Field(MAX_VIEWS, ge=1, description="clips x crops (x windows) per request")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -130,6 +129,14 @@ class ServerSettings(BaseSettings):
     @property
     def max_upload_buffer_bytes(self) -> int:
         return int(self.max_upload_buffer_mb * 2**20)
+
+    def upload_budget(self) -> UploadBudget:
+        return UploadBudget(
+            max_bytes=self.max_upload_bytes,
+            timeout_s=self.upload_timeout_s,
+            idle_s=self.upload_idle_s,
+            min_rate=self.min_upload_rate_kib_s * 1024,
+        )
 
     def video_limits(self) -> VideoLimits:
         return VideoLimits(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from dcf.server.pipeline import RequestError
+from dcf.server.errors import RequestError
 
 _FORM_ROOM = 64 * 1024  # the multipart framing and the small option fields around the file
 

@@ -1,13 +1,16 @@
-"""``dcf predict``: labels of local videos, through the server's own decode and predict steps."""
+"""``dcf predict``: labels of local videos, through the same inference pipeline as the server."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from dcf.checkpoint import DEMO
+from dcf.cli.options import add_model_arguments, model_values
+from dcf.inference.backends import ServedBackend
+from dcf.inference.pipeline import PredictOptions
 
 DESCRIPTION = """\
 Predict action labels of video files without a server: the same decoding, sampling,
@@ -32,53 +35,31 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--model", default=DEMO, help="checkpoint or 'demo', portable .onnx, or .plan (default: demo)"
     )
-    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"])
+    parser.add_argument("--backend", default="auto", choices=get_args(ServedBackend))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--plugin", help="TensorRT plugin library, for .plan models")
-    parser.add_argument("--top-k", type=int, default=5, help="labels per video (default: 5)")
-    parser.add_argument("--clips", type=int, default=1, help="clips per video or window (default: 1)")
-    parser.add_argument("--crops", type=int, default=1, choices=[1, 3], help="crops per clip (default: 1)")
-    parser.add_argument("--sampling", choices=["segment", "interval"], help="default: the model's own")
-    parser.add_argument("--timeline", action="store_true", help="also label each window of the video")
-    parser.add_argument("--window-s", type=float, default=2.0, help="timeline window in seconds (default: 2)")
+    add_model_arguments(parser, PredictOptions)
     parser.add_argument("--json", action="store_true", help="print one JSON object per video")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from dcf.data.video import VideoDecodeError, VideoLimitError, VideoLimits
+    from dcf.data.video import VideoDecodeError, VideoLimitError
     from dcf.inference.backends import load_backend
-    from dcf.server.pipeline import PredictOptions, prepare, summarize
-    from dcf.server.settings import ServerSettings
+    from dcf.inference.pipeline import predict
 
-    settings = ServerSettings()
     backend = load_backend(args.model, args.backend, device=args.device, plugin=args.plugin)
-    options = PredictOptions(
-        top_k=args.top_k,
-        clips=args.clips,
-        crops=args.crops,
-        sampling=args.sampling,
-        timeline=args.timeline,
-        window_s=args.window_s,
-    )
-    options.check(len(backend.info.classes), settings.max_views)
+    options = PredictOptions.parse(model_values(args, PredictOptions))
+    options.check(len(backend.info.classes))
     failures = 0
     for path in args.videos:
         try:
             # Local files: no size limits beyond the decoder's own.
-            prepared = prepare(
-                path.read_bytes(), backend.info.input_spec, options, VideoLimits(), settings.max_views
-            )
+            answer = {"file": str(path), **predict(backend, path.read_bytes(), options)}
         except (OSError, VideoDecodeError, VideoLimitError) as exc:
             print(f"{path}: error: {exc}")
             failures += 1
             continue
-        views, batch = prepared.views, settings.max_batch
-        logits = np.concatenate([backend(views[i : i + batch]) for i in range(0, len(views), batch)])
-        answer = {"file": str(path), "model": backend.info.name}
-        answer |= summarize(logits, prepared, backend.info.classes, options)
         print(json.dumps(answer) if args.json else _table(answer))
     return 1 if failures else 0
 

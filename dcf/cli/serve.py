@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, get_args
+
+from dcf.inference.backends import ServedBackend
 
 DESCRIPTION = """\
 Serve a model over HTTP (FastAPI under uvicorn). With no arguments: the bundled demo model, on CPU,
@@ -31,9 +33,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--model", help="checkpoint or 'demo', portable .onnx, or TensorRT .plan (default: demo)"
     )
-    parser.add_argument(
-        "--backend", choices=["auto", "torch", "onnxruntime", "tensorrt"], help="default: from the file"
-    )
+    parser.add_argument("--backend", choices=get_args(ServedBackend), help="default: from the file")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cpu")
     parser.add_argument("--plugin", help="TensorRT plugin library, for .plan models")
     parser.add_argument("--host", help="default: 127.0.0.1 (use 0.0.0.0 in a container)")
@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
-    from dcf.server.app import create_app, load_backend_for
+    from dcf.server.app import create_app
+    from dcf.server.service import load_backend_for
     from dcf.server.settings import ServerSettings
 
     overrides = {

@@ -19,21 +19,16 @@ from __future__ import annotations
 import csv
 import json
 import random
-import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dcf.data.sampling import sample_indices
 from dcf.data.spec import InputSpec
-from dcf.data.transforms import eval_transform, train_short_side, train_transform
-from dcf.data.video import VideoSource, open_video
+from dcf.data.video import open_video
+from dcf.data.views import eval_views, train_view
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
 Format = Literal["ssv1", "ssv2", "kinetics", "folder"]
@@ -159,44 +154,6 @@ class ClipDataset(Dataset[tuple[Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         path, label = self.videos.records[index]
         video = open_video(path)
-        n = video.info.num_frames
         if self.train:
-            rng = random.Random(hash((self.seed, self.epoch, index)))
-            indices = sample_indices(self.spec, n, rng=rng)
-            frames = video.read(indices, train_short_side(self.spec, rng))
-            return train_transform(frames, self.spec, rng), label
+            return train_view(video, self.spec, random.Random(hash((self.seed, self.epoch, index)))), label
         return eval_views(video, self.spec, self.num_clips, self.num_crops), label
-
-
-def eval_indices(
-    spec: InputSpec, num_frames: int, num_clips: int = 1, ranges: Sequence[tuple[int, int]] | None = None
-) -> list[list[int]]:
-    """The frame indices of each evaluation clip of :func:`eval_views` (ranges in turn, clips within)."""
-    return [
-        [start + i for i in sample_indices(spec, stop - start, clip_index=clip, num_clips=num_clips)]
-        for start, stop in ranges or [(0, num_frames)]
-        for clip in range(num_clips)
-    ]
-
-
-def eval_views(
-    video: VideoSource,
-    spec: InputSpec,
-    num_clips: int = 1,
-    num_crops: int = 1,
-    ranges: Sequence[tuple[int, int]] | None = None,
-    cancel: threading.Event | None = None,
-) -> Tensor:
-    """The evaluation views of one video: ``num_clips`` evenly placed clips x ``num_crops`` crops,
-    each sampled and preprocessed by ``spec``; shape (num_clips * num_crops, 3, T, S, S).
-
-    With ``ranges`` (frame index ``[start, stop)`` pairs, e.g. the windows of a timeline), the
-    clips are placed in each range in turn: (len(ranges) * num_clips * num_crops, 3, T, S, S).
-    All frames are read in one pass over the video, decoded straight at ``spec.test_short_side``;
-    ``cancel`` stops the decoding (:class:`~dcf.data.video.DecodeCancelled`).
-    """
-    plan = eval_indices(spec, video.info.num_frames, num_clips, ranges)
-    frames = video.read([i for clip in plan for i in clip], spec.test_short_side, cancel)
-    t = spec.num_frames
-    views = [eval_transform(frames[k * t : (k + 1) * t], spec, num_crops) for k in range(len(plan))]
-    return torch.from_numpy(np.concatenate(views))

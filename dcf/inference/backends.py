@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 BackendName = Literal["torch", "onnxruntime", "onnx-reference", "tensorrt"]
 Device = Literal["cpu", "cuda"]
+# What dcf serve and dcf predict offer: onnx-reference checks custom-node files (dcf export verify)
+# and is far too slow to serve.
+ServedBackend = Literal["auto", "torch", "onnxruntime", "tensorrt"]
 
 SUFFIXES: dict[BackendName, tuple[str, ...]] = {
     "torch": (".safetensors",),

@@ -112,3 +112,21 @@ def test_predict_never_follows_playlists_or_list_files(clips: dict[str, Path], t
     assert result.returncode == 1
     assert [line.split(": error: ")[0] for line in result.stdout.splitlines()] == list(map(str, paths))
     assert listener.connections == []
+
+
+def test_predict_flags_are_the_request_options() -> None:
+    """Every field of PredictOptions is a flag of dcf predict, parsed to the same options."""
+    from dcf.cli import build_parser
+    from dcf.cli.options import model_values
+    from dcf.inference.pipeline import PredictOptions
+
+    parser = build_parser()
+    flags = "--top-k 3 --clips 2 --crops 3 --sampling interval --timeline --window-s 4"
+    given = parser.parse_args(["predict", "a.mp4", *flags.split(" ")])
+    assert PredictOptions.parse(model_values(given, PredictOptions)) == PredictOptions(
+        top_k=3, clips=2, crops=3, sampling="interval", timeline=True, window_s=4.0
+    )
+    defaults = parser.parse_args(["predict", "a.mp4"])
+    assert PredictOptions.parse(model_values(defaults, PredictOptions)) == PredictOptions()
+    result = run_dcf("predict", "--help")
+    assert all(f"--{name.replace('_', '-')}" in result.stdout for name in PredictOptions.model_fields)

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from dcf.checkpoint import checkpoint_of, load_checkpoint
-from dcf.data.datasets import eval_indices
 from dcf.data.synthetic import CLASSES, render_video
 from dcf.data.video import EncodedVideo
-from dcf.server.pipeline import PredictOptions, _windows
+from dcf.data.views import eval_indices
+from dcf.inference.pipeline import PredictOptions, _windows
 from tests.server import media
 from tests.server.conftest import Server, start_server, stop_server
 

@@ -10,8 +10,15 @@ import pytest
 
 from dcf.data.spec import InputSpec
 from dcf.data.video import EncodedVideo, VideoInfo, VideoLimitError, VideoLimits
+from dcf.inference.pipeline import (
+    InvalidOptions,
+    PredictOptions,
+    PreparedVideo,
+    _windows,
+    prepare,
+    summarize,
+)
 from dcf.server.batching import DeadlineExceeded, DynamicBatcher, Overloaded
-from dcf.server.pipeline import PredictOptions, PreparedVideo, RequestError, _windows, prepare, summarize
 from tests.server import media
 from tests.videos import moving_square, write_video
 
@@ -54,9 +61,29 @@ def test_limits_are_checked_before_decoding() -> None:
 
 def test_options_are_checked() -> None:
     PredictOptions(top_k=12, clips=2, crops=3).check(num_classes=12, max_views=64)
-    with pytest.raises(RequestError) as error:
-        PredictOptions(top_k=13, crops=2).check(num_classes=12, max_views=64)
-    assert error.value.status == 422 and "top_k" in error.value.message and "crops" in error.value.message
+    with pytest.raises(InvalidOptions) as error:
+        PredictOptions(top_k=13, clips=30, crops=3).check(num_classes=12, max_views=64)
+    assert "top_k must be between 1 and 12, got 13" in str(error.value)
+    assert "clips x crops must be at most 64, got 90" in str(error.value)
+
+
+def test_options_parse_text_and_say_what_was_expected() -> None:
+    """Query and form values are text; every problem is named with what was expected."""
+    options = PredictOptions.parse({"top_k": "3", "crops": "3", "timeline": "on", "window_s": "1.5"})
+    assert options == PredictOptions(top_k=3, crops=3, timeline=True, window_s=1.5)
+    with pytest.raises(InvalidOptions) as error:
+        PredictOptions.parse(
+            {"top_k": "0", "crops": "2", "window_s": "inf", "sampling": "random", "topk": "3"}
+        )
+    message = str(error.value)
+    for part in (
+        "top_k must be >= 1, got 0",
+        "crops must be 1 or 3, got 2",
+        "window_s: input should be a finite number, got 'inf'",
+        "sampling must be 'segment' or 'interval', got random",
+        "unknown option 'topk'; expected some of top_k, clips, crops, sampling, timeline, window_s",
+    ):
+        assert part in message, message
 
 
 def test_windows_cover_the_video_and_respect_max_views() -> None:

@@ -140,7 +140,8 @@ def test_truncated_videos(server: Server) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"top_k": 0}, "top_k must be between 1 and 12"),
+        ({"top_k": 0}, "top_k must be >= 1, got 0"),
+        ({"top_k": 13}, "top_k must be between 1 and 12, got 13"),
         ({"top_k": "many"}, "top_k"),
         ({"crops": 2}, "crops must be 1 or 3"),
         ({"clips": 11, "crops": 3}, "clips x crops must be at most 32"),

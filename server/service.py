@@ -1,0 +1,62 @@
+"""What the lifespan sets up and the routes use, and the dependencies that hand it to them."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import Request
+
+from dcf.inference.backends import Backend, load_backend
+from dcf.server.batching import DynamicBatcher
+from dcf.server.errors import RequestError
+from dcf.server.metrics import Metrics
+from dcf.server.settings import MemoryBound, ServerSettings
+
+
+class Service:
+    """One served model: its backend, batcher, decode threads, and the counts admission reads."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.backend: Backend | None = None
+        self.batcher: DynamicBatcher | None = None
+        self.decoder: ThreadPoolExecutor | None = None
+        self.memory: MemoryBound | None = None
+        self.uploading = 0  # requests receiving their body
+        self.upload_bytes = 0  # bytes reserved by them
+        self.decoding = 0  # requests decoding or waiting for a decoder
+        self.ready = False
+
+    def ready_backend(self) -> Backend:
+        """The backend, once loaded and warm.
+
+        Raises:
+            RequestError: 503 while the model is loading.
+        """
+        if not self.ready or self.backend is None:
+            raise RequestError(503, "not_ready", "the model is still loading")
+        return self.backend
+
+
+def load_backend_for(settings: ServerSettings) -> Backend:
+    return load_backend(
+        settings.model,
+        settings.backend,
+        device=settings.device,
+        threads=settings.threads,
+        plugin=settings.plugin,
+        name=settings.name,
+    )
+
+
+def get_service(request: Request) -> Service:
+    """Dependency: the app's service."""
+    service: Service = request.app.state.service
+    return service
+
+
+def get_settings(request: Request) -> ServerSettings:
+    """Dependency: the settings the routes apply (tests override it through
+    ``app.dependency_overrides``)."""
+    return get_service(request).settings
