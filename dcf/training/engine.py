@@ -182,10 +182,58 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
         atomic_write_bytes(path, "".join(json.dumps(record) + "\n" for record in kept).encode())
 
 
+@dataclass
+class _Run:
+    """What one training run is built from (:func:`_build`)."""
+
+    config: TrainConfig
+    env: Distributed
+    out: Path
+    checkpoint: CheckpointConfig
+    model: nn.Module
+    train_set: ClipDataset
+    train_loader: DataLoader
+    val_loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    per_process: int  # clips per step in each process
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, float]:
     """Trains as ``config`` says; returns the final validation metrics."""
-    env = setup_distributed()
-    out = Path(config.run.out)
+    run = _build(config, setup_distributed())
+    start_epoch, best = _resume(run) if resume else (0, -1.0)
+    net: nn.Module = DistributedDataParallel(run.model) if run.env.world_size > 1 else run.model
+    if run.env.is_main:
+        _start_log(run, start_epoch)
+    metrics: dict[str, float] = {}
+    for epoch in range(start_epoch, config.optim.epochs):
+        stats = _train_epoch(run, net, epoch, progress=progress and run.env.is_main)
+        val = evaluate(net, run.val_loader, run.env.device)
+        metrics = {
+            "epoch": epoch + 1,
+            "loss": stats["loss"],
+            "train_top1": stats["top1"],
+            "val_top1": val["top1"],
+            "val_top5": val["top5"],
+            "lr": stats["lr"],
+            "clips_per_s": stats["clips_per_s"],
+            "epoch_s": stats["epoch_s"],
+        }
+        if run.env.is_main:
+            best = _end_epoch(run, metrics, best)
+        if dist.is_initialized():
+            dist.barrier()
+    return metrics
+
+
+def _build(config: TrainConfig, env: Distributed) -> _Run:
+    """The datasets, the model (seeded), the loaders, the optimizer and the loss scaler."""
     torch.manual_seed(config.run.seed)
     spec = config.data.input_spec()
     train_videos = read_dataset(config.data.root, config.data.format, config.data.train_split)
@@ -194,14 +242,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         raise ValueError(
             f"train and val splits name different classes: {train_videos.classes} vs {val_videos.classes}"
         )
-    ckpt_config = CheckpointConfig(
+    checkpoint = CheckpointConfig(
         architecture=config.model.architecture,
         classes=tuple(train_videos.classes),
         input_spec=spec,
         model_kwargs=model_kwargs_to_json(config.model.kwargs),
         recipe=config.to_dict(),
     )
-    model = ckpt_config.build().to(env.device)
+    model = checkpoint.build().to(env.device)
     per_process = max(1, config.optim.batch_size // env.world_size)
     train_set = ClipDataset(train_videos, spec, train=True, seed=config.run.seed)
     train_loader = _loader(train_set, per_process, config.data.workers, env, train=True, seed=config.run.seed)
@@ -210,12 +258,30 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     )
     if len(train_loader) == 0:
         raise ValueError(f"{len(train_set)} training videos are fewer than one batch of {per_process}")
+    use_amp = config.optim.amp and env.device.type == "cuda"
+    return _Run(
+        config=config,
+        env=env,
+        out=Path(config.run.out),
+        checkpoint=checkpoint,
+        model=model,
+        train_set=train_set,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        optimizer=_optimizer(model, config),
+        scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
+        use_amp=use_amp,
+        per_process=per_process,
+    )
 
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum; no weight decay on norms and biases."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
-    optimizer = torch.optim.SGD(
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return torch.optim.SGD(
         [
             {"params": decay, "weight_decay": config.optim.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -223,104 +289,103 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         lr=config.optim.lr,
         momentum=config.optim.momentum,
     )
-    use_amp = config.optim.amp and env.device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start_epoch, best = 0, -1.0
-    if resume and (out / "last.state.safetensors").exists():
-        state = _load_state(out / "last.state.safetensors", model, optimizer, scaler)
-        start_epoch, best = state["epoch"] + 1, state["best_top1"]
-        if env.is_main:
-            logger.info("resuming %s after epoch %d (best top-1 %.2f%%)", out, state["epoch"] + 1, best)
-    elif resume:
-        logger.info("nothing to resume in %s; starting afresh", out)
-    net: nn.Module = DistributedDataParallel(model) if env.world_size > 1 else model
 
-    steps_per_epoch = len(train_loader)
-    total_steps = steps_per_epoch * config.optim.epochs
-    warmup = round(steps_per_epoch * config.optim.warmup_epochs)
-    criterion = nn.CrossEntropyLoss()
-    metrics: dict[str, float] = {}
-    if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        _truncate_metrics(out / "metrics.jsonl", start_epoch)
-        if start_epoch == 0:  # a fresh run: an old run's optimizer state must not be resumed later
-            (out / "last.state.safetensors").unlink(missing_ok=True)
+
+def _resume(run: _Run) -> tuple[int, float]:
+    """The first epoch to train and the best top-1 so far, from the run's state file if it has one."""
+    path = run.out / "last.state.safetensors"
+    if not path.exists():
+        logger.info("nothing to resume in %s; starting afresh", run.out)
+        return 0, -1.0
+    state = _load_state(path, run.model, run.optimizer, run.scaler)
+    if run.env.is_main:
         logger.info(
-            "training %s on %d videos (%d classes), %d steps/epoch of %d clips, device %s, %d process(es)",
-            config.model.architecture,
-            len(train_set),
-            len(train_videos.classes),
-            steps_per_epoch,
-            per_process * env.world_size,
-            env.device,
-            env.world_size,
+            "resuming %s after epoch %d (best top-1 %.2f%%)", run.out, state["epoch"] + 1, state["best_top1"]
         )
-    for epoch in range(start_epoch, config.optim.epochs):
-        net.train()
-        train_set.epoch = epoch
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        elif train_loader.generator is not None:  # the same order per epoch, resumed or not
-            train_loader.generator.manual_seed(config.run.seed + epoch)
-        loss_sum = correct = seen = 0.0
-        start = time.perf_counter()
-        bar = tqdm(
-            train_loader,
-            desc=f"epoch {epoch + 1}/{config.optim.epochs}",
-            unit="step",
-            disable=not (progress and env.is_main),
-        )
-        for i, (clips, labels) in enumerate(bar):
-            step = epoch * steps_per_epoch + i
-            lr = learning_rate(step, total_steps, warmup, config.optim.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            clips, labels = clips.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
-            with torch.autocast(env.device.type, enabled=use_amp):
-                logits = net(clips)
-                loss = criterion(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += float(loss.detach()) * len(labels)
-            correct += topk_correct(logits.detach().float().cpu(), labels.cpu(), (1,))[0]
-            seen += len(labels)
-            if i % config.run.log_every == 0:
-                bar.set_postfix(
-                    loss=f"{loss_sum / seen:.3f}", top1=f"{100 * correct / seen:.1f}", lr=f"{lr:.4f}"
-                )
-        elapsed = time.perf_counter() - start
-        val = evaluate(net, val_loader, env.device)
-        metrics = {
-            "epoch": epoch + 1,
-            "loss": loss_sum / seen,
-            "train_top1": 100 * correct / seen,
-            "val_top1": val["top1"],
-            "val_top5": val["top5"],
-            "lr": lr,
-            "clips_per_s": seen * env.world_size / elapsed,
-            "epoch_s": elapsed,
-        }
-        if env.is_main:
-            with (out / "metrics.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps(metrics) + "\n")
-            logger.info(
-                "epoch %d: loss %.3f, train top-1 %.1f%%, val top-1 %.1f%% top-5 %.1f%%, %.1f clips/s",
-                epoch + 1,
-                metrics["loss"],
-                metrics["train_top1"],
-                val["top1"],
-                val["top5"],
-                metrics["clips_per_s"],
-            )
-            save_checkpoint(out / "last.safetensors", model, ckpt_config)
-            if val["top1"] > best:
-                best = val["top1"]
-                save_checkpoint(out / "best.safetensors", model, ckpt_config)
-            _save_state(
-                out / "last.state.safetensors", model, optimizer, scaler, {"epoch": epoch, "best_top1": best}
-            )
-        if dist.is_initialized():
-            dist.barrier()
-    return metrics
+    return state["epoch"] + 1, state["best_top1"]
+
+
+def _start_log(run: _Run, start_epoch: int) -> None:
+    """Prepares the run directory (rank 0): the metrics log cut to the resumed epochs."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    _truncate_metrics(run.out / "metrics.jsonl", start_epoch)
+    if start_epoch == 0:  # a fresh run: an old run's optimizer state must not be resumed later
+        (run.out / "last.state.safetensors").unlink(missing_ok=True)
+    logger.info(
+        "training %s on %d videos (%d classes), %d steps/epoch of %d clips, device %s, %d process(es)",
+        run.config.model.architecture,
+        len(run.train_set),
+        len(run.checkpoint.classes),
+        run.steps_per_epoch,
+        run.per_process * run.env.world_size,
+        run.env.device,
+        run.env.world_size,
+    )
+
+
+def _train_epoch(run: _Run, net: nn.Module, epoch: int, *, progress: bool) -> dict[str, float]:
+    """One pass over the training set: its mean loss, top-1 (percent), last learning rate, clips
+    per second (all processes) and seconds."""
+    config, env, optimizer, scaler = run.config, run.env, run.optimizer, run.scaler
+    net.train()
+    run.train_set.epoch = epoch
+    loader = run.train_loader
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    elif loader.generator is not None:  # the same order per epoch, resumed or not
+        loader.generator.manual_seed(config.run.seed + epoch)
+    total_steps = run.steps_per_epoch * config.optim.epochs
+    warmup = round(run.steps_per_epoch * config.optim.warmup_epochs)
+    criterion = nn.CrossEntropyLoss()
+    loss_sum = correct = seen = 0.0
+    lr = config.optim.lr
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.optim.epochs}", unit="step", disable=not progress)
+    for i, (clips, labels) in enumerate(bar):
+        lr = learning_rate(epoch * run.steps_per_epoch + i, total_steps, warmup, config.optim.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        clips, labels = clips.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
+        with torch.autocast(env.device.type, enabled=run.use_amp):
+            logits = net(clips)
+            loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += float(loss.detach()) * len(labels)
+        correct += topk_correct(logits.detach().float().cpu(), labels.cpu(), (1,))[0]
+        seen += len(labels)
+        if i % config.run.log_every == 0:
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{100 * correct / seen:.1f}", lr=f"{lr:.4f}")
+    elapsed = time.perf_counter() - start
+    return {
+        "loss": loss_sum / seen,
+        "top1": 100 * correct / seen,
+        "lr": lr,
+        "clips_per_s": seen * env.world_size / elapsed,
+        "epoch_s": elapsed,
+    }
+
+
+def _end_epoch(run: _Run, metrics: dict[str, float], best: float) -> float:
+    """Logs the epoch and writes the checkpoints and the resume state (rank 0); returns the best
+    validation top-1 so far."""
+    with (run.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(metrics) + "\n")
+    logger.info(
+        "epoch %d: loss %.3f, train top-1 %.1f%%, val top-1 %.1f%% top-5 %.1f%%, %.1f clips/s",
+        metrics["epoch"],
+        metrics["loss"],
+        metrics["train_top1"],
+        metrics["val_top1"],
+        metrics["val_top5"],
+        metrics["clips_per_s"],
+    )
+    save_checkpoint(run.out / "last.safetensors", run.model, run.checkpoint)
+    if metrics["val_top1"] > best:
+        best = metrics["val_top1"]
+        save_checkpoint(run.out / "best.safetensors", run.model, run.checkpoint)
+    progress = {"epoch": int(metrics["epoch"]) - 1, "best_top1": best}
+    _save_state(run.out / "last.state.safetensors", run.model, run.optimizer, run.scaler, progress)
+    return best
