@@ -3,17 +3,21 @@ with those nodes written in standard ops (:mod:`dcf.export.portable`)."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import onnx
+import onnxscript
 import torch
 from torch import Tensor, nn
 
+import dcf.ops  # noqa: F401  (registers torch.ops.dcf.correlation)
 from dcf._io import atomic_write_bytes
 from dcf.checkpoint import checkpoint_of
 from dcf.export.metadata import Flavour, ModelMetadata, Precision, set_onnx_metadata
@@ -25,7 +29,6 @@ from dcf.export.names import (
     OUTPUT_NAME,
 )
 from dcf.export.portable import make_portable
-from dcf.models.layers import Correlation
 
 log = logging.getLogger(__name__)
 
@@ -33,30 +36,41 @@ DEFAULT_OPSET = 18
 SIZE_STRIDE = 32  # total spatial stride of every model in the zoo: dynamic sizes are multiples of it
 _MAX_BATCH = 4096
 _MAX_FRAMES = 1024
-_MODULE_KEY = "dcf.module"  # node metadata naming the correlation module, used to name the node
+_NAME_SCOPES = "pkg.torch.onnx.name_scopes"  # node metadata: the module path of the call
 
 
-class _SymbolicCorrelation(nn.Module):
-    """Stands in for a :class:`Correlation` during export: emits the custom ONNX node."""
+def _correlation_schema() -> onnx.defs.OpSchema:
+    """``dcf::DCFCorrelation`` for ONNX (DESIGN.md section 3): the exporter builds the node from it
+    and ``onnx.checker`` checks the node against it."""
+    schema = onnx.defs.OpSchema
+    return schema(
+        CORRELATION_OP,
+        CORRELATION_DOMAIN,
+        CORRELATION_OP_VERSION,
+        doc="Dense correlation volume (N, C, T, H, W) -> (N, K*K*2L, T, H, W): dcf.ops.correlation_reference",
+        inputs=[schema.FormalParameter("x", "T", "features (N, C, T, H, W)")],
+        outputs=[schema.FormalParameter("y", "T", "correlations (N, K*K*2L, T, H, W)")],
+        type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "float32 or float16")],
+        attributes=[
+            schema.Attribute("kernel_size", schema.AttrType.INT, "odd window size K"),
+            schema.Attribute("temporal_range", schema.AttrType.INT, "neighbours L on each side"),
+        ],
+    )
 
-    def __init__(self, kernel_size: int, temporal_range: int, name: str) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.temporal_range = temporal_range
-        self.name = name
 
-    def forward(self, x: Tensor) -> Tensor:
-        n, _, t, h, w = x.shape
-        channels = self.kernel_size * self.kernel_size * 2 * self.temporal_range
-        return torch.onnx.ops.symbolic(
-            f"{CORRELATION_DOMAIN}::{CORRELATION_OP}",
-            (x,),
-            {"kernel_size": self.kernel_size, "temporal_range": self.temporal_range},
-            dtype=x.dtype,
-            shape=(n, channels, t, h, w),
-            version=CORRELATION_OP_VERSION,
-            metadata_props={_MODULE_KEY: self.name},
-        )
+def _register_correlation_schema() -> None:
+    try:
+        onnx.defs.get_schema(CORRELATION_OP, CORRELATION_OP_VERSION, CORRELATION_DOMAIN)
+    except onnx.defs.SchemaError:
+        onnx.defs.register_schema(_correlation_schema())
+
+
+def _translate_correlation(x: Any, kernel_size: int, temporal_range: int) -> Any:
+    """``torch.ops.dcf.correlation`` in ONNX: one ``dcf::DCFCorrelation`` node, however the model
+    calls the op (the :class:`~dcf.models.layers.Correlation` module or the op itself)."""
+    domain = onnxscript.values.Opset(CORRELATION_DOMAIN, CORRELATION_OP_VERSION)
+    node = onnxscript.values.Op(domain, CORRELATION_OP)
+    return node(x, kernel_size=kernel_size, temporal_range=temporal_range)
 
 
 class _Float16(nn.Module):
@@ -71,23 +85,20 @@ class _Float16(nn.Module):
 
 
 def _exportable(model: nn.Module, precision: Precision) -> nn.Module:
-    """A copy of ``model`` whose correlations emit custom nodes, in the requested precision."""
+    """A copy of ``model`` in eval mode and the requested precision (the caller's is untouched)."""
     clone = copy.deepcopy(model).eval()
-    for name, module in list(clone.named_modules()):
-        if isinstance(module, Correlation):
-            parent_name, _, child = name.rpartition(".")
-            parent = clone.get_submodule(parent_name)
-            setattr(parent, child, _SymbolicCorrelation(module.kernel_size, module.temporal_range, name))
     return _Float16(clone).eval() if precision == "fp16" else clone
 
 
 def _tidy(model: onnx.ModelProto) -> None:
-    """Names each correlation node after its module and drops per-node exporter metadata
-    (stack traces with local paths), so exports are small and reproducible."""
+    """Names each correlation node after the module that called the op and drops per-node exporter
+    metadata (stack traces with local paths), so exports are small and reproducible."""
     for node in model.graph.node:
         props = {p.key: p.value for p in node.metadata_props}
-        if node.domain == CORRELATION_DOMAIN and _MODULE_KEY in props:
-            node.name = props[_MODULE_KEY]
+        if node.domain == CORRELATION_DOMAIN and _NAME_SCOPES in props:
+            # The module path, then the op: ['', 'blocks', 'blocks.stage2', ..., 'correlation'].
+            scopes = [scope for scope in ast.literal_eval(props[_NAME_SCOPES])[:-1] if scope]
+            node.name = scopes[-1] if scopes else node.name
         del node.metadata_props[:]
 
 
@@ -142,6 +153,7 @@ def export_onnx(
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(2, 3, spec.num_frames, size, size, generator=generator)
 
+    _register_correlation_schema()
     log.info("exporting %s (%s, %s) to ONNX opset %d", config.architecture, flavour, precision, opset)
     with warnings.catch_warnings(), _quiet_exporter_logs(), torch.no_grad():
         # PyTorch's exporter trips over its own pytree deprecation; nothing here can act on it.
@@ -155,6 +167,7 @@ def export_onnx(
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_shapes=(axes,),
+            custom_translation_table={torch.ops.dcf.correlation.default: _translate_correlation},
             opset_version=opset,
             verbose=False,
         )

@@ -57,6 +57,34 @@ def test_one_custom_node_per_correlation(exported) -> None:
     onnx.checker.check_model(proto, full_check=True)
 
 
+class _DirectCall(torch.nn.Module):
+    """Calls the registered op itself, not through the Correlation module."""
+
+    def __init__(self, kernel_size: int, temporal_range: int) -> None:
+        super().__init__()
+        self.kernel_size, self.temporal_range = kernel_size, temporal_range
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.dcf.correlation(x, self.kernel_size, self.temporal_range)
+
+
+def test_a_model_calling_the_op_directly_exports(tmp_path: Path) -> None:
+    """The exporter translates torch.ops.dcf.correlation, wherever it is called from."""
+    model = tiny_checkpoint(tmp_path, "x3d_xs_dcf", seed=3)
+    for block in model.blocks.values():
+        block.correlation = _DirectCall(block.correlation.kernel_size, block.correlation.temporal_range)
+    paths = {flavour: tmp_path / f"{flavour}.onnx" for flavour in ("custom", "portable")}
+    for flavour, path in paths.items():
+        export_onnx(model, path, portable=flavour == "portable")
+    nodes = [n for n in onnx.load(str(paths["custom"])).graph.node if n.domain == CORRELATION_DOMAIN]
+    assert [n.name for n in nodes] == [f"blocks.stage{s}.correlation" for s in model.config.stages]
+    x = np.random.default_rng(4).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)  # not the trace's
+    expected = logits(model, x)
+    for backend, path in (("onnx-reference", paths["custom"]), ("onnxruntime", paths["portable"])):
+        actual = load_backend(path, backend)(x)
+        np.testing.assert_allclose(actual, expected, atol=ATOL * np.abs(expected).max(), rtol=RTOL)
+
+
 def test_portable_has_no_custom_nodes(exported) -> None:
     _, paths = exported
     proto = onnx.load(str(paths["portable"]))
