@@ -31,8 +31,8 @@ from dcf.data.video import VideoLimits
 from dcf.export.onnx_export import export_onnx
 from dcf.inference.backends import load_backend
 from dcf.inference.pipeline import PredictOptions, prepare
-from tests.server.conftest import start_server, stop_server
-from tests.videos import write_video
+from dcf.testing.media import write_video
+from dcf.testing.server import start_server, stop_server
 
 
 def _clip(tmp: Path, size: int, frames: int) -> bytes:

@@ -12,7 +12,7 @@ draw an upload from a mixed corpus (seeded, per thread) and ``POST /v1/predict``
 * hostile (10 %): a 3840x2160 10 fps 60 s H.264 clip with ``timeline=true&window_s=1`` (expect 413:
   reading it decodes about 5000 Mpixels, over the server's default limit of 3000; a server without
   such a limit decodes it, slowly, or answers 503), and playlists, manifests and list files (HLS,
-  DASH, ffconcat; ``tests.server.media.nested_references``) whose entries name a loopback listener
+  DASH, ffconcat; ``dcf.testing.media.nested_references``) whose entries name a loopback listener
   of this benchmark or a video on the server's disk (expect 415 or 400, and no connection to the
   listener, ever). At most one 4K upload is in flight at a time (a client that draws it while
   another is in flight draws again), so that a server without the limit loses one decode thread to
@@ -62,10 +62,9 @@ import numpy as np
 
 from bench.common import machine_description, write_results
 from dcf.data.synthetic import CLASS_NAMES, render_video
-from tests.listener import loopback_listener
-from tests.server import media
-from tests.server.conftest import Server, start_server, stop_server
-from tests.videos import CODECS, moving_square
+from dcf.testing import media
+from dcf.testing.media import CODECS, moving_square
+from dcf.testing.server import Server, loopback_listener, start_server, stop_server
 
 CLASS_SHARE = {"good": 0.55, "odd": 0.2, "bad": 0.15, "hostile": 0.1}
 CONTAINERS = {".mp4": "MP4/H.264", ".webm": "WebM/VP9", ".mkv": "MKV/H.264", ".avi": "AVI/MJPEG"}

@@ -1,7 +1,7 @@
 """The Dockerfile against the project, and the CPU image built and run by a real Docker engine.
 
 The static checks run everywhere (plus hadolint). The ``docker``-marked tests build the ``cpu``
-target (``tests/docker_image.py``: a debootstrap stand-in for the Python base image and a loopback
+target (``tests/support/docker_image.py``: a debootstrap stand-in for the Python base image and a loopback
 index for torch, because neither can be pulled here) and run it with host networking on loopback;
 they skip, saying why, where no engine answers. The GPU target is only checked statically: its
 TensorRT base image cannot be pulled here.
@@ -27,11 +27,11 @@ import pytest
 
 from dcf.server.app import create_app
 from dcf.server.settings import ServerSettings
-from tests import docker_image
-from tests.docker_image import docker
-from tests.server import media
-from tests.server.conftest import Client, free_port
-from tests.videos import moving_square
+from dcf.testing import media
+from dcf.testing.media import moving_square
+from dcf.testing.server import Client, free_port
+from tests.support import docker_image
+from tests.support.docker_image import docker
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -84,7 +84,7 @@ def test_every_copy_source_exists_and_is_not_ignored() -> None:
 def test_both_runtime_stages_serve_the_project() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     settings = ServerSettings()
-    routes = {getattr(route, "path", "") for route in create_app(settings).routes}
+    routes = set(create_app(settings).openapi()["paths"])
     for name in ("cpu", "gpu"):
         stage = dict(stages()[name][::-1])  # the last of each instruction wins
         command = shlex.split(stage["CMD"].replace('"', "").strip("[]").replace(",", " "))

@@ -56,3 +56,35 @@ def test_mypy_sees_every_package_under_its_installed_name(tmp_path: Path) -> Non
         in result.stdout
     )
     assert result.stdout.count(": error:") == 1, result.stdout
+
+
+def _imported_modules(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_benchmarks_and_the_product_import_nothing_from_tests() -> None:
+    """The tests may use the benches' and the product's code, never the other way round."""
+    files = [*ROOT.glob("bench/**/*.py"), *ROOT.glob("dcf/**/*.py"), *ROOT.glob("export/**/*.py")]
+    files += [*ROOT.glob("server/**/*.py")]
+    assert len(files) > 50
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in _imported_modules(path) if m.split(".")[0] == "tests")
+        for path in files
+    }
+    assert {path: modules for path, modules in offenders.items() if modules} == {}
+
+
+def test_tests_mirror_the_source_tree() -> None:
+    """Every test folder is named after a source package (or holds the tests' support code)."""
+    sources = {p.name for p in (ROOT / "dcf").iterdir() if (p / "__init__.py").is_file()}
+    sources |= {"trt"}  # trt_plugins/, the TensorRT plugin library
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert folders - {"support"} <= sources, folders - sources

@@ -13,7 +13,7 @@ from dcf.data.datasets import ClipDataset, read_dataset
 from dcf.data.spec import InputSpec
 from dcf.data.synthetic import CLASS_NAMES, generate
 from dcf.data.video import open_video
-from tests.videos import moving_square, write_jpeg, write_video
+from dcf.testing.media import moving_square, write_jpeg, write_video
 
 
 def test_something_v1(tmp_path: Path) -> None:

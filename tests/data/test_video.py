@@ -21,13 +21,14 @@ from dcf.data.video import (
     FrameFolder,
     NotAVideo,
     VideoDecodeError,
+    VideoLimitError,
     VideoLimits,
     open_video,
     output_size,
 )
-from tests.listener import loopback_listener
-from tests.server import media
-from tests.videos import CODECS, moving_square, write_jpeg, write_video
+from dcf.testing import media
+from dcf.testing.media import CODECS, moving_square, write_jpeg, write_video
+from dcf.testing.server import loopback_listener
 
 
 @pytest.mark.parametrize("suffix", sorted(CODECS))
@@ -231,3 +232,39 @@ def test_image_sequence_patterns_are_not_expanded(tmp_path: Path) -> None:
         write_jpeg(tmp_path / f"img{i + 1:03d}.jpg", frame)
     with pytest.raises(NotAVideo, match="No such file"):
         open_video(tmp_path / "img%03d.jpg")
+
+
+@pytest.mark.parametrize(("rotation", "corner"), [(90, (1, 0)), (-90, (0, 1)), (180, (1, 1))])
+def test_rotation_metadata_turns_frames_upright(rotation: int, corner: tuple[int, int]) -> None:
+    """A bright block in the coded top-left corner shows up where the display rotation puts it."""
+    frames = np.full((4, 48, 80, 3), 20, np.uint8)
+    frames[:, :16, :16] = 235
+    video = EncodedVideo(media.rotated_mp4(rotation, frames=frames))
+    (frame,) = video.read([0])
+    h, w = frame.shape[:2]
+    assert (video.info.width, video.info.height) == (w, h) == ((48, 80) if rotation % 180 else (80, 48))
+    quadrants = {
+        (r, c): frame[r * h // 2 : (r + 1) * h // 2, c * w // 2 : (c + 1) * w // 2].mean()
+        for r in (0, 1)
+        for c in (0, 1)
+    }
+    assert max(quadrants, key=quadrants.__getitem__) == corner  # (row, column) of the bright corner
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm", ".avi", ".mkv"])
+def test_sparse_reads_seek_and_match_a_full_decode(tmp_path, suffix: str) -> None:
+    path = write_video(tmp_path / f"long{suffix}", moving_square(400, 48, 64, seed=5), fps=25)
+    video = EncodedVideo(path)
+    everything = video.read(range(video.info.num_frames))
+    wanted = [399, 3, 200, 201, 120, 3, 350]
+    np.testing.assert_array_equal(video.read(wanted), everything[wanted])
+
+
+def test_limits_are_checked_before_decoding() -> None:
+    with pytest.raises(VideoLimitError, match="16000x16000"):
+        EncodedVideo(media.huge_resolution_y4m(16000, 16000))
+    long = media.long_mp4(seconds=20)
+    with pytest.raises(VideoLimitError, match="more than 100 frames"):
+        EncodedVideo(long, VideoLimits(max_frames=100))
+    with pytest.raises(VideoLimitError, match="lasts 20 s"):
+        EncodedVideo(long, VideoLimits(max_duration=10))

@@ -15,7 +15,7 @@ from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP, INPUT_NAME, OUT
 from dcf.export.onnx_export import export_onnx
 from dcf.inference.backends import load_backend
 from dcf.models import build_model
-from tests.export.conftest import tiny_checkpoint
+from tests.support.checkpoints import tiny_checkpoint
 
 # Logits of float32 exports agree with PyTorch to within summation order.
 ATOL, RTOL = 1e-4, 1e-4

@@ -24,7 +24,7 @@ from dcf.export.tensorrt import (
     read_engine_metadata,
     sidecar_path,
 )
-from tests.export.conftest import tiny_checkpoint
+from tests.support.checkpoints import tiny_checkpoint
 
 
 class _Recorder:

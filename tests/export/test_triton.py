@@ -9,8 +9,8 @@ import pytest
 from google.protobuf import text_format
 
 from dcf.export.onnx_export import export_onnx
-from tests.export.conftest import tiny_checkpoint
-from tests.test_cli import run_dcf
+from tests.support.checkpoints import tiny_checkpoint
+from tests.support.cli import run_dcf
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 

@@ -11,9 +11,9 @@ import pytest
 from onnx import numpy_helper
 
 from dcf.export.verify import TOLERANCES, compare
-from tests.export.conftest import tiny_checkpoint
-from tests.test_cli import run_dcf
-from tests.videos import moving_square, write_video
+from dcf.testing.media import moving_square, write_video
+from tests.support.checkpoints import tiny_checkpoint
+from tests.support.cli import run_dcf
 
 FP32 = TOLERANCES["fp32"]
 

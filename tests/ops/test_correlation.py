@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dcf.ops import _cpu_kernel, correlation, correlation_macs, correlation_reference
 from dcf.ops.reference import correlation_backward_reference, temporal_offsets
+from tests.support.correlation import backward_inputs, kernel_backward
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -161,21 +162,6 @@ LARGE_SHAPE = (6, 8, 8, 56, 184)
 SMALL_SHAPE = (1, 4, 3, 8, 8)
 
 
-def backward_inputs(shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random x and grad_y for K=5, L=2, and a zeroed (resident) grad_x."""
-    return torch.randn(shape), torch.randn(shape[0], 100, *shape[2:]), torch.zeros(shape)
-
-
-def kernel_backward(x: torch.Tensor, grad_y: torch.Tensor, grad_x: torch.Tensor) -> None:
-    """The compiled float32 backward, K=5, L=2, on 2 threads, called from this thread."""
-    lib = _cpu_kernel._library()
-    assert lib is not None
-    status = lib.dcf_correlation_backward_f32(
-        grad_y.data_ptr(), x.data_ptr(), grad_x.data_ptr(), *x.shape, 5, 2, 2
-    )
-    assert status == 0
-
-
 def test_kernel_scratch_does_not_grow_with_the_batch() -> None:
     lib = _cpu_kernel._library()
     if lib is None:
@@ -208,7 +194,7 @@ def test_kernel_returns_large_scratch_to_the_system() -> None:
     if not Path("/proc/self/status").is_file():
         pytest.skip("needs /proc/self/status (Linux) to read the resident set size")
     code = f"""
-from tests.ops.test_correlation import backward_inputs, kernel_backward
+from tests.support.correlation import backward_inputs, kernel_backward
 
 def rss():
     with open("/proc/self/status") as status:

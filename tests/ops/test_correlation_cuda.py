@@ -10,7 +10,7 @@ import torch
 
 from dcf.ops import _cuda_kernel, correlation
 from dcf.ops.reference import correlation_backward_reference, correlation_reference
-from tests.cuda_build import build
+from tests.support.builds import build
 
 pytestmark = pytest.mark.gpu
 

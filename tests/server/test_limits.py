@@ -22,8 +22,8 @@ from dcf.data.synthetic import CLASSES, render_video
 from dcf.data.video import EncodedVideo
 from dcf.data.views import eval_indices
 from dcf.inference.pipeline import PredictOptions, _windows
-from tests.server import media
-from tests.server.conftest import Server, start_server, stop_server
+from dcf.testing import media
+from dcf.testing.server import Server, start_server, stop_server
 
 ORDINARY_LABEL = "moving left"
 

@@ -9,16 +9,13 @@ import time
 import numpy as np
 import pytest
 
-from dcf.data.synthetic import CLASSES, render_video
-from tests.listener import loopback_listener
-from tests.server import media
-from tests.server.conftest import Server, start_server, stop_server
-
-LABELS = [name for name, _ in CLASSES]
+from dcf.data.synthetic import CLASS_NAMES, render_video
+from dcf.testing import media
+from dcf.testing.server import Server, loopback_listener, start_server, stop_server
 
 
 def synthetic(label: str, seed: int = 0, frames: int = 24, size: int = 96) -> np.ndarray:
-    return render_video(LABELS.index(label), np.random.default_rng(seed), num_frames=frames, size=size)
+    return render_video(CLASS_NAMES.index(label), np.random.default_rng(seed), num_frames=frames, size=size)
 
 
 def error_of(response) -> dict:

@@ -9,7 +9,7 @@ import httpx
 from dcf.server.app import create_app
 from dcf.server.service import get_settings
 from dcf.server.settings import ServerSettings
-from tests.server import media
+from dcf.testing import media
 
 
 def test_routes_apply_the_settings_dependency_that_a_test_overrides() -> None:

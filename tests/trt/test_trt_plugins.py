@@ -19,7 +19,7 @@ import torch
 
 from dcf.export.names import CORRELATION_OP
 from dcf.ops.reference import correlation_reference
-from tests.cuda_build import build, tensorrt_root
+from tests.support.builds import build, tensorrt_root
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_plugin_enqueue_matches_the_reference(
 def test_plugin_name_and_version_match_the_onnx_node() -> None:
     """The exporter's op_type and domain version are the plugin's name and version (DESIGN.md §3)."""
     from dcf.export.names import CORRELATION_OP_VERSION
-    from tests.cuda_build import SOURCE
+    from tests.support.builds import SOURCE
 
     header = (SOURCE / "correlationPlugin" / "correlationPlugin.h").read_text()
     assert f'kCorrelationPluginName{{"{CORRELATION_OP}"}}' in header

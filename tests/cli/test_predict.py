@@ -1,4 +1,4 @@
-"""``dcf predict`` and ``dcf serve`` from the command line, and the ONNX Runtime backend."""
+"""``dcf predict`` from the command line: tables, JSON, bad files, hostile files, its flags."""
 
 from __future__ import annotations
 
@@ -6,27 +6,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-import pytest
-
-from dcf.data.synthetic import CLASSES, render_video
-from tests.listener import loopback_listener
-from tests.server import media
-from tests.server.conftest import start_server, stop_server
-from tests.test_cli import run_dcf
-
-LABELS = [name for name, _ in CLASSES]
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("clips")
-    paths = {}
-    for label in ("moving left", "approaching"):
-        frames = render_video(LABELS.index(label), np.random.default_rng(11), num_frames=24, size=96)
-        paths[label] = tmp / f"{label.replace(' ', '_')}.webm"
-        paths[label].write_bytes(media.encoded(".webm", frames))
-    return paths
+from dcf.testing import media
+from dcf.testing.server import loopback_listener
+from tests.support.cli import run_dcf
 
 
 def test_predict_prints_a_table(clips: dict[str, Path]) -> None:
@@ -55,50 +37,6 @@ def test_predict_reports_bad_files_and_goes_on(clips: dict[str, Path], tmp_path:
     assert result.returncode == 1
     assert f"{text}: error: not a media container FFmpeg can read" in result.stdout
     assert "moving left" in result.stdout
-
-
-def test_serve_refuses_unusable_models_in_one_line(tmp_path: Path) -> None:
-    custom = tmp_path / "demo.onnx"
-    assert run_dcf("export", "onnx", "--checkpoint", "demo", "--out", str(custom)).returncode == 0
-    result = run_dcf("serve", "--model", str(custom))
-    assert (
-        result.returncode == 2
-        and "ONNX Runtime cannot run" in result.stderr
-        and "--portable" in result.stderr
-    )
-    plan = tmp_path / "demo.plan"
-    plan.write_bytes(b"engine")
-    result = run_dcf("serve", "--model", str(plan))
-    assert result.returncode == 2 and "pass --device cuda" in result.stderr
-    result = run_dcf("serve", "--model", str(tmp_path / "missing.safetensors"))
-    assert result.returncode == 2 and "model not found" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_onnxruntime_backend_serves_the_portable_export(clips: dict[str, Path], tmp_path: Path) -> None:
-    portable = tmp_path / "demo.portable.onnx"
-    assert (
-        run_dcf("export", "onnx", "--checkpoint", "demo", "--out", str(portable), "--portable").returncode
-        == 0
-    )
-    server = start_server(tmp_path, "--model", str(portable), "--threads", "1")
-    try:
-        (model,) = server.get("/v1/models").json()["models"]
-        assert (model["name"], model["backend"], model["architecture"]) == (
-            "demo",
-            "onnxruntime",
-            "x3d_xs_dcf",
-        )
-        answer = server.predict(clips["moving left"].read_bytes(), top_k=1).json()
-        assert answer["predictions"][0]["label"] == "moving left"
-        torch_answer = json.loads(
-            run_dcf("predict", str(clips["moving left"]), "--json", "--top-k", "1").stdout
-        )
-        assert answer["predictions"][0]["score"] == pytest.approx(
-            torch_answer["predictions"][0]["score"], abs=1e-4
-        )
-    finally:
-        stop_server(server)
 
 
 def test_predict_never_follows_playlists_or_list_files(clips: dict[str, Path], tmp_path: Path) -> None:

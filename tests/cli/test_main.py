@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 
 import pytest
 
-
-def run_dcf(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("dcf")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "dcf", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+from tests.support.cli import run_dcf
 
 
 def test_help_lists_commands_and_examples() -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TORCH = "torch==2.13.0"
 BASE_REPOSITORY = "dcf-test/python"
 IMAGE = "dcf-test/dcf:cpu"
