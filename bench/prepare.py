@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
-import tempfile
 from pathlib import Path
 
 import av
-import numpy as np
 
 from bench.common import machine_description, median_times, write_results
 from dcf.checkpoint import checkpoint_of, load_checkpoint
@@ -26,24 +24,9 @@ from dcf.data.sampling import sample_indices
 from dcf.data.spec import InputSpec
 from dcf.data.video import EncodedVideo, VideoLimits
 from dcf.inference.pipeline import PredictOptions, prepare
+from dcf.testing.media import panning_mp4
 
 THREADS = 2  # the server's default decode_threads
-
-
-def _clip(path: Path, width: int, height: int, frames: int) -> bytes:
-    """A textured scene panning right, H.264 at x264's default settings (CRF 23, B-frames, one GOP)."""
-    rng = np.random.default_rng(0)
-    tile = rng.integers(0, 256, (height // 8 + 1, width // 8 + frames + 1, 3), dtype=np.uint8)
-    scene = np.repeat(np.repeat(tile, 8, axis=0), 8, axis=1)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=30, options={"preset": "fast"})
-        assert isinstance(stream, av.video.stream.VideoStream)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for t in range(frames):
-            frame = av.VideoFrame.from_ndarray(scene[:height, 4 * t : 4 * t + width], format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path.read_bytes()
 
 
 def _decode(data: bytes, runs: tuple[tuple[int | None, int], ...], order: list[int] | None) -> int:
@@ -111,10 +94,10 @@ def main() -> None:
 
     spec = checkpoint_of(load_checkpoint("demo")).input_spec
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for width, height in ((1280, 720), (1920, 1080)):
-            data = _clip(Path(tmp) / f"{height}.mp4", width, height, 132)
-            rows.append(_row(data, spec, args.rounds))
+    for width, height in ((1280, 720), (1920, 1080)):
+        # x264's default settings (CRF 23, B-frames, one GOP) on a textured scene panning right.
+        data = panning_mp4(width, height, 132, fps=30, block=8, seed=0, x264={"preset": "fast"})
+        rows.append(_row(data, spec, args.rounds))
     write_results(
         args.results,
         [

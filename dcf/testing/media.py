@@ -239,21 +239,39 @@ def nested_references(url: str, local: Path) -> dict[str, bytes]:
     }
 
 
-def high_resolution_mp4(width: int = 4096, height: int = 2304, frames: int = 60, fps: int = 10) -> bytes:
-    """A phone-like high-resolution H.264 MP4 (a textured scene panning right, one keyframe): small on
-    the wire, ``width * height * 3`` bytes per frame once decoded to RGB."""
-    rng = np.random.default_rng(11)
-    tile = rng.integers(0, 256, (height // 16 + 1, width // 16 + frames + 1, 3), dtype=np.uint8)
-    scene = np.repeat(np.repeat(tile, 16, axis=0), 16, axis=1)
+def panning_mp4(
+    width: int,
+    height: int,
+    frames: int,
+    *,
+    fps: int = 10,
+    block: int = 16,
+    seed: int = 11,
+    x264: dict[str, str] | None = None,
+) -> bytes:
+    """An H.264 MP4 of a random texture of ``block``-pixel squares panning right by half a block
+    per frame: real motion and detail for the encoder, ``x264`` its options (preset, GOP ...)."""
+    rng = np.random.default_rng(seed)
+    tile = rng.integers(0, 256, (height // block + 1, width // block + frames + 1, 3), dtype=np.uint8)
+    scene = np.repeat(np.repeat(tile, block, axis=0), block, axis=1)
+    step = block // 2
 
     def write(path: Path) -> None:
         with av.open(str(path), mode="w") as container:
-            stream = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "g": "1000"})
+            stream = container.add_stream("libx264", rate=fps, options=x264 or {})
             assert isinstance(stream, av.video.stream.VideoStream)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             for t in range(frames):
-                frame = av.VideoFrame.from_ndarray(scene[:height, 8 * t : 8 * t + width], format="rgb24")
+                frame = av.VideoFrame.from_ndarray(
+                    scene[:height, step * t : step * t + width], format="rgb24"
+                )
                 container.mux(stream.encode(frame))
             container.mux(stream.encode())
 
     return _via_temp_file(".mp4", write)
+
+
+def high_resolution_mp4(width: int = 4096, height: int = 2304, frames: int = 60, fps: int = 10) -> bytes:
+    """A phone-like high-resolution H.264 MP4 (one keyframe): small on the wire, ``width * height * 3``
+    bytes per frame once decoded to RGB."""
+    return panning_mp4(width, height, frames, fps=fps, x264={"preset": "ultrafast", "g": "1000"})
