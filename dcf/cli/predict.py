@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from dcf.inference.backends import load_backend
     from dcf.inference.pipeline import predict
 
+    options = PredictOptions.parse(model_values(args, PredictOptions))  # before the model loads
     backend = load_backend(args.model, args.backend, device=args.device, plugin=args.plugin)
-    options = PredictOptions.parse(model_values(args, PredictOptions))
     options.check(len(backend.info.classes))
     failures = 0
     for path in args.videos:
