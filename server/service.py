@@ -50,13 +50,13 @@ def load_backend_for(settings: ServerSettings) -> Backend:
     )
 
 
-def get_service(request: Request) -> Service:
-    """Dependency: the app's service."""
+async def get_service(request: Request) -> Service:
+    """Dependency: the app's service (a coroutine: FastAPI would run a plain function in a thread)."""
     service: Service = request.app.state.service
     return service
 
 
-def get_settings(request: Request) -> ServerSettings:
+async def get_settings(request: Request) -> ServerSettings:
     """Dependency: the settings the routes apply (tests override it through
     ``app.dependency_overrides``)."""
-    return get_service(request).settings
+    return (await get_service(request)).settings
