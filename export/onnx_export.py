@@ -90,15 +90,26 @@ def _exportable(model: nn.Module, precision: Precision) -> nn.Module:
     return _Float16(clone).eval() if precision == "fp16" else clone
 
 
-def _tidy(model: onnx.ModelProto) -> None:
-    """Names each correlation node after the module that called the op and drops per-node exporter
-    metadata (stack traces with local paths), so exports are small and reproducible."""
+def _tidy(model: onnx.ModelProto, root: str = "") -> None:
+    """Names each correlation node after the module that called the op (``root`` is the prefix a
+    wrapper adds, stripped; a second call from one module gets ``_1``, and so on) and drops
+    per-node exporter metadata (stack traces with local paths), so exports are small and
+    reproducible."""
+    taken: set[str] = set()
     for node in model.graph.node:
         props = {p.key: p.value for p in node.metadata_props}
-        if node.domain == CORRELATION_DOMAIN and _NAME_SCOPES in props:
-            # The module path, then the op: ['', 'blocks', 'blocks.stage2', ..., 'correlation'].
-            scopes = [scope for scope in ast.literal_eval(props[_NAME_SCOPES])[:-1] if scope]
-            node.name = scopes[-1] if scopes else node.name
+        if node.domain == CORRELATION_DOMAIN:
+            if _NAME_SCOPES in props:
+                # The module path, then the op: ['', 'blocks', 'blocks.stage2', ..., 'correlation'].
+                scopes = [scope for scope in ast.literal_eval(props[_NAME_SCOPES])[:-1] if scope]
+                node.name = scopes[-1].removeprefix(root) if scopes else node.name
+            else:
+                log.warning("the exporter gave %s no module path: it keeps the exporter's name", node.name)
+            name, count = node.name, 0
+            while node.name in taken:
+                count += 1
+                node.name = f"{name}_{count}"
+            taken.add(node.name)
         del node.metadata_props[:]
 
 
@@ -174,7 +185,7 @@ def export_onnx(
     if program is None:  # only None when asked not to return a program
         raise RuntimeError("torch.onnx.export returned no program")
     proto = program.model_proto
-    _tidy(proto)
+    _tidy(proto, root="model." if precision == "fp16" else "")  # _Float16 holds the model as .model
     if portable:
         proto = make_portable(proto)
     proto.doc_string = (

@@ -9,6 +9,7 @@ import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
@@ -18,10 +19,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel])
         flag = "--" + name.replace("_", "-")
         help_text = field.description or ""
         if field.annotation is bool:
+            if field.default is not False:
+                raise TypeError(f"{name}: a switch must default to False (it can only turn the option on)")
             parser.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)
             continue
         kind, choices = _argument_type(field.annotation)
-        default = "" if field.default is None else f" (default: {field.default})"
+        shown = field.default not in (None, PydanticUndefined)
+        default = f" (default: {field.default})" if shown else ""
         parser.add_argument(
             flag, dest=name, type=kind, choices=choices, default=None, help=help_text + default
         )

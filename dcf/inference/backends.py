@@ -2,8 +2,9 @@
 
 A backend maps a float32 batch of clips (N, 3, T, S, S), preprocessed by the model's own input
 spec, to float32 logits (N, classes), and describes the model it runs (:class:`ModelInfo`). It is
-called from one thread at a time. The server, ``dcf predict``, ``dcf export verify``, the Triton
-export and the benchmarks all get theirs from :func:`load_backend`:
+called from one thread at a time. The server, ``dcf predict``, ``dcf export verify`` and the load
+benchmark get theirs from :func:`load_backend` (the ONNX benchmark times raw
+:func:`onnxruntime_session` graphs, and the Triton export shares the portable-file check):
 
 ================  ==================================  =========================================
 backend           runs                                where

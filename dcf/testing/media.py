@@ -107,7 +107,7 @@ def _encode_mp4(
 def encoded(suffix: str, frames: np.ndarray, fps: int = 12) -> bytes:
     """``frames`` (T, H, W, 3) uint8 encoded at ``fps`` in the container for ``suffix``.
 
-    ``suffix`` is one of ``tests.videos.CODECS`` (.mp4/.mkv: H.264, .webm: VP9, .avi: MJPEG).
+    ``suffix`` is one of :data:`CODECS` (.mp4/.mkv: H.264, .webm: VP9, .avi: MJPEG).
     """
     return _via_temp_file(suffix, lambda path: write_video(path, frames, fps=fps))
 

@@ -64,12 +64,14 @@ class _DirectCall(torch.nn.Module):
         super().__init__()
         self.kernel_size, self.temporal_range = kernel_size, temporal_range
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.dcf.correlation(x, self.kernel_size, self.temporal_range)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # twice: two nodes from one module
+        once = torch.ops.dcf.correlation(x, self.kernel_size, self.temporal_range)
+        return once + torch.ops.dcf.correlation(0.5 * x, self.kernel_size, self.temporal_range)
 
 
 def test_a_model_calling_the_op_directly_exports(tmp_path: Path) -> None:
-    """The exporter translates torch.ops.dcf.correlation, wherever it is called from."""
+    """The exporter translates torch.ops.dcf.correlation, wherever it is called from and however
+    often; the nodes keep unique names, which the portable rewrite builds its tensor names from."""
     model = tiny_checkpoint(tmp_path, "x3d_xs_dcf", seed=3)
     for block in model.blocks.values():
         block.correlation = _DirectCall(block.correlation.kernel_size, block.correlation.temporal_range)
@@ -77,7 +79,8 @@ def test_a_model_calling_the_op_directly_exports(tmp_path: Path) -> None:
     for flavour, path in paths.items():
         export_onnx(model, path, portable=flavour == "portable")
     nodes = [n for n in onnx.load(str(paths["custom"])).graph.node if n.domain == CORRELATION_DOMAIN]
-    assert [n.name for n in nodes] == [f"blocks.stage{s}.correlation" for s in model.config.stages]
+    names = [f"blocks.stage{s}.correlation{suffix}" for s in model.config.stages for suffix in ("", "_1")]
+    assert [n.name for n in nodes] == names
     x = np.random.default_rng(4).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)  # not the trace's
     expected = logits(model, x)
     for backend, path in (("onnx-reference", paths["custom"]), ("onnxruntime", paths["portable"])):
@@ -164,6 +167,11 @@ def test_static_export_and_fp16(tmp_path: Path, seed: int) -> None:
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in proto.graph.initializer)
     assert metadata.precision == "fp16"
+    export_onnx(model, tmp_path / "fp16.custom.onnx", precision="fp16")
+    nodes = [
+        n for n in onnx.load(str(tmp_path / "fp16.custom.onnx")).graph.node if n.domain == CORRELATION_DOMAIN
+    ]
+    assert [n.name for n in nodes] == [f"blocks.stage{s}.correlation" for s in model.config.stages]
     run = load_backend(path, threads=1)
     assert (run.info.backend, run.info.precision) == ("onnxruntime", "fp16")
     x = np.random.default_rng(9).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
