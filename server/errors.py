@@ -62,7 +62,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_parameters", describe_errors(exc.errors()), _request_id(request))
+        # Parameters are checked before the route runs: a body sent along was not read (or wanted).
+        sent_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+        headers = {"Connection": "close"} if sent_body else None
+        message = describe_errors(exc.errors())
+        return error_response(422, "invalid_parameters", message, _request_id(request), headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

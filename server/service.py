@@ -57,6 +57,7 @@ async def get_service(request: Request) -> Service:
 
 
 async def get_settings(request: Request) -> ServerSettings:
-    """Dependency: the settings the routes apply (tests override it through
-    ``app.dependency_overrides``)."""
+    """Dependency: the settings the routes apply per request: admission, upload and video bounds,
+    deadlines (tests override it through ``app.dependency_overrides``). What the lifespan sized
+    (the batcher, the decode threads, the memory bound) stays as the app was created."""
     return (await get_service(request)).settings

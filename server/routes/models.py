@@ -6,17 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from dcf.server.service import Service, get_service, get_settings
-from dcf.server.settings import ServerSettings
+from dcf.server.service import Service, get_service
 
 router = APIRouter()
 
 
 @router.get("/v1/models", summary="The served model: labels, input spec, backend")
-async def models(
-    service: Annotated[Service, Depends(get_service)],
-    settings: Annotated[ServerSettings, Depends(get_settings)],
-) -> dict[str, Any]:
+async def models(service: Annotated[Service, Depends(get_service)]) -> dict[str, Any]:
     info = service.ready_backend().info
     return {
         "models": [
@@ -28,7 +24,7 @@ async def models(
                 "precision": info.precision,
                 "classes": list(info.classes),
                 "input_spec": info.input_spec.to_dict(),
-                "max_batch": settings.max_batch,
+                "max_batch": service.settings.max_batch,  # what the batcher was started with
             }
         ]
     }

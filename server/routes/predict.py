@@ -13,6 +13,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ConfigDict
 
 from dcf.data.video import DecodeCancelled, VideoDecodeError, VideoLimitError
 from dcf.inference.pipeline import PredictOptions, PreparedVideo, prepare, summarize
@@ -42,10 +43,17 @@ BODY = {
 }
 
 
+class QueryOptions(PredictOptions):
+    """The options as query parameters: unknown ones are ignored (caches and proxies add some),
+    while an unknown form field beside the file is refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 @router.post("/v1/predict", summary="Action labels of one uploaded video", openapi_extra=BODY)
 async def predict(
     request: Request,
-    query: Annotated[PredictOptions, Query()],
+    query: Annotated[QueryOptions, Query()],
     service: Annotated[Service, Depends(get_service)],
     settings: Annotated[ServerSettings, Depends(get_settings)],
 ) -> dict[str, Any]:

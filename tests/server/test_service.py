@@ -13,6 +13,7 @@ from dcf.testing import media
 
 
 def test_routes_apply_the_settings_dependency_that_a_test_overrides() -> None:
+    """Also: how query parameters and form fields are checked, in-process."""
     app = create_app(ServerSettings(max_batch=2, memory_release_s=0))
     app.dependency_overrides[get_settings] = lambda: ServerSettings(max_views=2, max_upload_mb=0.004)
     video = media.single_frame_mp4()
@@ -25,11 +26,20 @@ def test_routes_apply_the_settings_dependency_that_a_test_overrides() -> None:
                 return [
                     await post("/v1/predict?clips=3", files={"file": ("a.mp4", video)}),
                     await post("/v1/predict", files={"file": ("a.mp4", video + bytes(4096))}),
-                    await post("/v1/predict?top_k=1", files={"file": ("a.mp4", video)}),
+                    await post("/v1/predict?top_k=1&_=17", files={"file": ("a.mp4", video)}),
+                    await post("/v1/predict?crops=2", files={"file": ("a.mp4", video)}),
+                    await post("/v1/predict", files={"file": ("a.mp4", video)}, data={"topk": "3"}),
                 ]
 
-    too_many_views, too_large, ok = asyncio.run(requests())
+    too_many_views, too_large, ok, bad_query, bad_field = asyncio.run(requests())
     assert too_many_views.status_code == 422
     assert "clips x crops must be at most 2, got 3" in too_many_views.json()["error"]["message"]
     assert too_large.status_code == 413  # 4 KiB uploads at most, under the override
+    # An unknown query parameter (a cache buster) is ignored; an unknown form field is refused.
     assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1 and ok.json()["model"] == "demo"
+    assert bad_field.status_code == 422 and "unknown option 'topk'" in bad_field.json()["error"]["message"]
+    # A bad query parameter is refused before the body is read, which the connection's close drops.
+    assert (
+        bad_query.status_code == 422 and "crops must be 1 or 3, got 2" in bad_query.json()["error"]["message"]
+    )
+    assert bad_query.headers["connection"] == "close"
