@@ -3,7 +3,7 @@
 ``create_app(settings)`` builds the app; its lifespan loads the model once, warms it, and starts
 the batcher and the decode threads. The routes live in :mod:`dcf.server.routes` and get the
 service and the settings through dependencies (:mod:`dcf.server.service`); every refusal is a JSON
-error (:mod:`dcf.server.errors`).
+error (:mod:`dcf.server.errors`); the API document and its page are :mod:`dcf.server.openapi`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dcf.inference.backends import Backend
 from dcf.server.batching import DynamicBatcher
 from dcf.server.errors import error_response, install_error_handlers
 from dcf.server.memory import release_free_memory, resident_bytes
+from dcf.server.openapi import install_docs
 from dcf.server.routes import models, predict, probes
 from dcf.server.service import Service, load_backend_for
 from dcf.server.settings import ServerSettings
@@ -67,6 +68,8 @@ def create_app(settings: ServerSettings | None = None, backend: Backend | None =
         version=__version__,
         description="Upload a video, get action labels from a Dense Correlation Fields network.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_docs
+        redoc_url=None,
     )
     app.state.service = service
 
@@ -90,6 +93,7 @@ def create_app(settings: ServerSettings | None = None, backend: Backend | None =
     install_error_handlers(app)
     for module in (probes, models, predict):
         app.include_router(module.router)
+    install_docs(app, service)
     return app
 
 

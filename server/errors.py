@@ -1,49 +1,131 @@
 """HTTP errors: every refusal is ``{"error": {"code", "message", "request_id"}}`` with its status.
 
-Domain code raises its own errors (:class:`~dcf.inference.pipeline.InvalidOptions`, the video
-errors of :mod:`dcf.data.video`); here they become statuses and stable codes.
+Each error ``code`` has one HTTP status (:data:`STATUSES`); routes list the codes they may answer
+(:func:`responses`), which is what the API document says. Domain code raises its own errors
+(:class:`~dcf.inference.pipeline.InvalidOptions`, the video errors of :mod:`dcf.data.video`); here
+they become codes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from dcf.data.video import DecodeWorkError, NotAVideo, VideoDecodeError, VideoLimitError
 from dcf.inference.pipeline import InvalidOptions, describe_errors
 
+ErrorCode = Literal[
+    "invalid_request",
+    "empty_file",
+    "undecodable_video",
+    "not_found",
+    "method_not_allowed",
+    "upload_timeout",
+    "upload_too_large",
+    "video_too_large",
+    "too_much_decoding",
+    "not_a_video",
+    "unsupported_media_type",
+    "invalid_parameters",
+    "missing_file",
+    "client_disconnected",
+    "internal_error",
+    "overloaded",
+    "not_ready",
+    "deadline_exceeded",
+    "http_error",
+]
+
+# The status of each code, and what it means (the API document's words).
+STATUSES: dict[ErrorCode, tuple[int, str]] = {
+    "invalid_request": (400, "the body is not a well-formed multipart upload (truncated, or malformed)"),
+    "empty_file": (400, "the uploaded file is empty"),
+    "undecodable_video": (400, "the file is a video container, but its frames could not be decoded"),
+    "not_found": (404, "no such path"),
+    "method_not_allowed": (
+        405,
+        "the path does not answer this method (the Allow header lists those it does)",
+    ),
+    "upload_timeout": (408, "the upload took too long, paused too long, or was too slow"),
+    "upload_too_large": (413, "the upload exceeds the size limit"),
+    "video_too_large": (413, "the video exceeds the frame-size, frame-count or duration limits"),
+    "too_much_decoding": (413, "decoding the frames needed would exceed the decode-work limit"),
+    "not_a_video": (415, "the file is not a video in an allowed container format"),
+    "unsupported_media_type": (415, "the body is not multipart/form-data"),
+    "invalid_parameters": (422, "an option is unknown or out of range (the message says which)"),
+    "missing_file": (422, "the multipart body has no `file` field"),
+    "client_disconnected": (499, "the client went away before the answer (logged; no client sees it)"),
+    "internal_error": (500, "the server failed on this request"),
+    "overloaded": (503, "too many requests in progress or queued; retry after Retry-After seconds"),
+    "not_ready": (503, "the model is still loading"),
+    "deadline_exceeded": (503, "no answer within the request deadline"),
+}
+# "http_error": any other HTTP error of the framework, with its own status (none is expected).
+_HTTP_CODES: dict[int, ErrorCode] = {404: "not_found", 405: "method_not_allowed"}
+
+
+class ErrorDetail(BaseModel):
+    code: ErrorCode = Field(description="stable, for programs")
+    message: str = Field(description="for people: what was wrong and what was expected")
+    request_id: str = Field(description="as in the X-Request-ID header, for the logs")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
 
 class RequestError(Exception):
-    """A request the service refuses: HTTP ``status``, a stable ``code`` and a message for people."""
+    """A request the service refuses with a stable ``code`` (its status from :data:`STATUSES`)
+    and a message for people."""
 
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.retry_after = retry_after if retry_after is not None else (1 if status == 503 else None)
+        self.code, self.message = code, message
+        self.status = STATUSES[code][0]
+        self.retry_after = retry_after if retry_after is not None else (1 if self.status == 503 else None)
+
+
+def responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route that may answer ``codes``: one per status, with the error schema,
+    the codes and their meaning (and ``Retry-After`` on 503)."""
+    by_status: dict[int, list[ErrorCode]] = {}
+    for code in codes:
+        by_status.setdefault(STATUSES[code][0], []).append(code)
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status, listed in sorted(by_status.items()):
+        documented[status] = {
+            "model": ErrorResponse,
+            "description": "; ".join(f"`{code}`: {STATUSES[code][1]}" for code in listed),
+        }
+        if status == 503:
+            documented[status]["headers"] = {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}
+            }
+    return documented
 
 
 def video_error(exc: VideoDecodeError | VideoLimitError) -> RequestError:
     """The refusal of a video the decoder would not (or could not) decode."""
     if isinstance(exc, DecodeWorkError):
-        return RequestError(413, "too_much_decoding", f"{exc} (DCF_MAX_DECODE_MPIXELS)")
+        return RequestError("too_much_decoding", f"{exc} (DCF_MAX_DECODE_MPIXELS)")
     if isinstance(exc, VideoLimitError):
-        return RequestError(413, "video_too_large", str(exc))
+        return RequestError("video_too_large", str(exc))
     if isinstance(exc, NotAVideo):
-        return RequestError(415, "not_a_video", f"{exc} (upload an MP4, WebM, MKV, AVI, MOV ... video)")
-    return RequestError(400, "undecodable_video", str(exc))
+        return RequestError("not_a_video", f"{exc} (upload an MP4, WebM, MKV, AVI, MOV ... video)")
+    return RequestError("undecodable_video", str(exc))
 
 
 def error_response(
-    status: int, code: str, message: str, request_id: str | None = None, headers: dict[str, str] | None = None
+    status: int, code: ErrorCode, message: str, request_id: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    if request_id:
-        body["error"]["request_id"] = request_id
-    return JSONResponse(body, status_code=status, headers=headers)
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message, request_id=request_id))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -70,9 +152,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), _request_id(request))
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        # The exception's headers are kept: a 405 carries Allow (RFC 9110).
+        return error_response(exc.status_code, code, str(exc.detail), _request_id(request), exc.headers)
 
 
-def _request_id(request: Request) -> str | None:
-    return getattr(request.state, "request_id", None)
+def _request_id(request: Request) -> str:
+    return str(request.state.request_id)  # set first thing by the app's middleware

@@ -35,7 +35,7 @@ class Service:
             RequestError: 503 while the model is loading.
         """
         if not self.ready or self.backend is None:
-            raise RequestError(503, "not_ready", "the model is still loading")
+            raise RequestError("not_ready", "the model is still loading")
         return self.backend
 
 

@@ -72,14 +72,13 @@ async def read_upload(request: Request, file_field: str, budget: UploadBudget) -
     """The multipart field ``file_field`` of ``request`` and its other (small) form fields.
 
     Raises:
-        RequestError: 422 not multipart or no file, 413 too large, 408 too slow, 400 malformed or
-            the client went away.
+        RequestError: 415 not multipart, 422 no file, 413 too large, 408 too slow, 400 malformed,
+            499 the client went away.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise RequestError(
-            422,
-            "invalid_request",
+            "unsupported_media_type",
             f"expected a multipart/form-data body with the video in the field {file_field!r}",
         )
     declared = declared_length(request)
@@ -129,7 +128,7 @@ async def read_upload(request: Request, file_field: str, budget: UploadBudget) -
             try:
                 message = await asyncio.wait_for(request.receive(), max(0.0, remaining))
             except TimeoutError:
-                raise RequestError(408, "upload_timeout", f"{reason}; the request was dropped") from None
+                raise RequestError("upload_timeout", f"{reason}; the request was dropped") from None
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
             chunk, more = message.get("body", b""), message.get("more_body", False)
@@ -138,21 +137,19 @@ async def read_upload(request: Request, file_field: str, budget: UploadBudget) -
             if received > budget.max_bytes + _FORM_ROOM:
                 raise _too_large(budget.max_bytes)
             if declared is not None and received > declared:
-                raise RequestError(400, "invalid_request", "the body is longer than its Content-Length")
+                raise RequestError("invalid_request", "the body is longer than its Content-Length")
             parser.write(chunk)
         parser.finalize()
     except RequestError:
         raise
     except ClientDisconnect:
-        raise RequestError(
-            400, "client_disconnected", "the client went away before the upload ended"
-        ) from None
+        raise RequestError("client_disconnected", "the client went away before the upload ended") from None
     except Exception as exc:  # python-multipart's parse errors
-        raise RequestError(400, "invalid_request", f"the multipart body could not be parsed: {exc}") from None
+        raise RequestError("invalid_request", f"the multipart body could not be parsed: {exc}") from None
 
     if any(not part.complete for part in parts):
         raise RequestError(
-            400, "invalid_request", "the multipart body ended before its closing boundary (truncated upload?)"
+            "invalid_request", "the multipart body ended before its closing boundary (truncated upload?)"
         )
     upload: Upload | None = None
     fields: dict[str, str] = {}
@@ -164,7 +161,7 @@ async def read_upload(request: Request, file_field: str, budget: UploadBudget) -
         elif len(part.data) <= 1024:
             fields[name] = part.data.decode("utf-8", "replace")
     if upload is None:
-        raise RequestError(422, "missing_file", f"no file in the multipart field {file_field!r}")
+        raise RequestError("missing_file", f"no file in the multipart field {file_field!r}")
     if len(upload.data) > budget.max_bytes:
         raise _too_large(budget.max_bytes)
     upload.fields = fields
@@ -178,6 +175,4 @@ def declared_length(request: Request) -> int | None:
 
 
 def _too_large(max_bytes: int) -> RequestError:
-    return RequestError(
-        413, "upload_too_large", f"the upload exceeds the limit of {max_bytes / 2**20:.0f} MiB"
-    )
+    return RequestError("upload_too_large", f"the upload exceeds the limit of {max_bytes / 2**20:.0f} MiB")

@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     for path in args.videos:
         try:
             # Local files: no size limits beyond the decoder's own.
-            answer = {"file": str(path), **predict(backend, path.read_bytes(), options)}
+            answer = {
+                "file": str(path),
+                **predict(backend, path.read_bytes(), options).model_dump(exclude_none=True),
+            }
         except (OSError, VideoDecodeError, VideoLimitError) as exc:
             print(f"{path}: error: {exc}")
             failures += 1

@@ -24,7 +24,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from dcf.data.spec import InputSpec
 from dcf.data.video import EncodedVideo, VideoInfo, VideoLimits
 from dcf.data.views import eval_views
-from dcf.inference.backends import Backend
+from dcf.inference.answer import Answer, Label, VideoSummary, ViewCount, Window
+from dcf.inference.backends import Backend, ModelInfo
 
 # 30 is the paper's densest test protocol (10 clips x 3 crops); views are float32 clips in memory.
 MAX_VIEWS = 32  # clips x crops (x timeline windows) per video
@@ -47,7 +48,11 @@ class PredictOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     top_k: int = Field(5, ge=1, description="labels to return, best first (at most the model's classes)")
-    clips: int = Field(1, ge=1, description="clips per video (or per timeline window), evenly spread")
+    clips: int = Field(
+        1,
+        ge=1,
+        description="clips per video (or per timeline window), evenly spread; clips x crops <= max views",
+    )
     crops: Annotated[Literal[1, 3], BeforeValidator(_int_text)] = Field(
         1, description="spatial crops per clip: 1 (centre) or 3 (along the long side)"
     )
@@ -71,16 +76,25 @@ class PredictOptions(BaseModel):
         except ValidationError as exc:
             raise InvalidOptions(describe_errors(exc.errors())) from None
 
+    @staticmethod
+    def bounds(num_classes: int, max_views: int = MAX_VIEWS) -> dict[str, int]:
+        """The upper bounds that depend on the model and the caller: the served API document
+        carries them as ``maximum``, and :meth:`check` applies them. Beyond them, clips x crops
+        must be at most ``max_views`` (no parameter schema can say that)."""
+        return {"top_k": num_classes, "clips": max_views}
+
     def check(self, num_classes: int, max_views: int = MAX_VIEWS) -> None:
-        """The bounds that depend on the model and the caller.
+        """Applies :meth:`bounds`.
 
         Raises:
             InvalidOptions: ``top_k`` beyond the classes, or more views than ``max_views``.
         """
-        problems = []
-        if self.top_k > num_classes:
-            problems.append(f"top_k must be between 1 and {num_classes}, got {self.top_k}")
-        if self.clips * self.crops > max_views:
+        problems = [
+            f"{name} must be between 1 and {high}, got {getattr(self, name)}"
+            for name, high in self.bounds(num_classes, max_views).items()
+            if getattr(self, name) > high
+        ]
+        if self.clips <= max_views < self.clips * self.crops:
             problems.append(f"clips x crops must be at most {max_views}, got {self.clips * self.crops}")
         if problems:
             raise InvalidOptions("; ".join(problems))
@@ -127,7 +141,7 @@ def _windows(info: VideoInfo, options: PredictOptions, max_views: int) -> tuple[
     """Frame ranges of the timeline windows, and the effective frames per second."""
     fps = info.num_frames / info.duration if info.duration > 0 else (info.fps or 25.0)
     per_window = options.clips * options.crops
-    length = max(1, round(options.window_s * fps))
+    length = max(1, round(min(options.window_s * fps, info.num_frames)))  # window_s may be huge
     count = math.ceil(info.num_frames / length)
     if count * per_window > max_views:  # lengthen the windows rather than refuse a long video
         count = max(1, max_views // per_window)
@@ -177,9 +191,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _top(scores: np.ndarray, classes: tuple[str, ...], k: int) -> list[dict[str, Any]]:
+def _top(scores: np.ndarray, classes: tuple[str, ...], k: int) -> list[Label]:
     order = np.argsort(-scores, kind="stable")[:k]
-    return [{"label": classes[i], "index": int(i), "score": round(float(scores[i]), 6)} for i in order]
+    return [Label(label=classes[i], index=int(i), score=round(float(scores[i]), 6)) for i in order]
 
 
 def run_views(backend: Backend, views: np.ndarray, max_batch: int = MAX_BATCH) -> np.ndarray:
@@ -195,7 +209,7 @@ def predict(
     *,
     max_views: int = MAX_VIEWS,
     max_batch: int = MAX_BATCH,
-) -> dict[str, Any]:
+) -> Answer:
     """The answer for one encoded video, as ``POST /v1/predict`` gives it (without timings).
 
     Raises:
@@ -206,31 +220,34 @@ def predict(
     options.check(len(info.classes), max_views)
     prepared = prepare(data, info.input_spec, options, limits or VideoLimits(), max_views)
     logits = run_views(backend, prepared.views, max_batch)
-    return {"model": info.name, **summarize(logits, prepared, info.classes, options)}
+    return summarize(logits, prepared, info, options)
 
 
 def summarize(
-    logits: np.ndarray, prepared: PreparedVideo, classes: tuple[str, ...], options: PredictOptions
-) -> dict[str, Any]:
+    logits: np.ndarray, prepared: PreparedVideo, model: ModelInfo, options: PredictOptions
+) -> Answer:
     """Top-k of the softmax scores averaged over views (and per timeline window)."""
+    classes = model.classes
     scores = _softmax(logits).reshape(len(prepared.windows), -1, len(classes)).mean(axis=1)
     info = prepared.info
-    answer: dict[str, Any] = {
-        "predictions": _top(scores.mean(axis=0), classes, options.top_k),
-        "video": {
-            "duration_s": round(info.duration, 3),
-            "fps": round(info.fps, 3),
-            "frames": info.num_frames,
-            "frames_used": prepared.frames_used,
-            "width": info.width,
-            "height": info.height,
-            "rotation": info.rotation,
-        },
-        "views": {"clips": options.clips, "crops": options.crops, "total": int(logits.shape[0])},
-    }
+    timeline = None
     if options.timeline:
-        answer["timeline"] = [
-            {"start_s": round(a, 3), "end_s": round(b, 3), "predictions": _top(s, classes, options.top_k)}
+        timeline = [
+            Window(start_s=round(a, 3), end_s=round(b, 3), predictions=_top(s, classes, options.top_k))
             for (a, b), s in zip(prepared.windows, scores, strict=True)
         ]
-    return answer
+    return Answer(
+        model=model.name,
+        predictions=_top(scores.mean(axis=0), classes, options.top_k),
+        video=VideoSummary(
+            duration_s=round(info.duration, 3),
+            fps=round(info.fps, 3),
+            frames=info.num_frames,
+            frames_used=prepared.frames_used,
+            width=info.width,
+            height=info.height,
+            rotation=info.rotation,
+        ),
+        views=ViewCount(clips=options.clips, crops=options.crops, total=int(logits.shape[0])),
+        timeline=timeline,
+    )

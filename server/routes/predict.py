@@ -13,34 +13,31 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from dcf.data.video import DecodeCancelled, VideoDecodeError, VideoLimitError
+from dcf.inference.answer import Answer
 from dcf.inference.pipeline import PredictOptions, PreparedVideo, prepare, summarize
 from dcf.server.batching import DeadlineExceeded, Overloaded
-from dcf.server.errors import RequestError, video_error
+from dcf.server.errors import RequestError, responses, video_error
 from dcf.server.service import Service, get_service, get_settings
 from dcf.server.settings import ServerSettings
 from dcf.server.upload import Upload, declared_length, read_upload
 
 router = APIRouter()
 
-BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "the video"}
-                    },
-                }
-            }
-        },
-    }
-}
+
+class Timings(BaseModel):
+    decode: float = Field(ge=0, description="ms reading the frames needed and preprocessing them")
+    queue: float = Field(ge=0, description="ms waiting for the batcher")
+    inference: float = Field(ge=0, description="ms in the model (the batch this video's clips were in)")
+    batch_clips: int = Field(ge=1, description="clips in that batch, from this and other requests")
+    total: float = Field(ge=0, description="ms from the end of the upload to the answer")
+
+
+class PredictResponse(Answer):
+    timings_ms: Timings
+    request_id: str = Field(description="as in the X-Request-ID header")
 
 
 class QueryOptions(PredictOptions):
@@ -50,14 +47,37 @@ class QueryOptions(PredictOptions):
     model_config = ConfigDict(extra="ignore")
 
 
-@router.post("/v1/predict", summary="Action labels of one uploaded video", openapi_extra=BODY)
+@router.post(
+    "/v1/predict",
+    summary="Action labels of one uploaded video",
+    response_model_exclude_none=True,
+    responses=responses(
+        "invalid_request",
+        "empty_file",
+        "undecodable_video",
+        "upload_timeout",
+        "upload_too_large",
+        "video_too_large",
+        "too_much_decoding",
+        "not_a_video",
+        "unsupported_media_type",
+        "invalid_parameters",
+        "missing_file",
+        "client_disconnected",
+        "overloaded",
+        "not_ready",
+        "deadline_exceeded",
+    ),
+)
 async def predict(
     request: Request,
     query: Annotated[QueryOptions, Query()],
     service: Annotated[Service, Depends(get_service)],
     settings: Annotated[ServerSettings, Depends(get_settings)],
-) -> dict[str, Any]:
-    """Options come as query parameters or as form fields beside the file (the query wins)."""
+) -> PredictResponse:
+    """Upload the video as the multipart field `file`. Options come as query parameters or as form
+    fields beside the file (both are checked; the query wins); the API document's request body is made from the same
+    options (:mod:`dcf.server.openapi`)."""
     request.state.body_read = False
     backend = service.ready_backend()
     upload = await _receive(request, service, settings)
@@ -65,12 +85,14 @@ async def predict(
     started = time.perf_counter()
     deadline = started + settings.request_timeout_s
     service.metrics.upload_bytes.observe(len(upload.data))
-    options = PredictOptions.parse({**upload.fields, **query.model_dump(exclude_unset=True)})
+    # Each is valid on its own (an invalid form field is refused even where the query overrides it).
+    form = PredictOptions.parse(upload.fields)
+    options = form.model_copy(update=query.model_dump(exclude_unset=True))
     options.check(len(backend.info.classes), settings.max_views)
     if not upload.data:
-        raise RequestError(400, "empty_file", "the uploaded file is empty")
+        raise RequestError("empty_file", "the uploaded file is empty")
     if service.decoding >= settings.max_pending_decodes:
-        raise RequestError(503, "overloaded", "too many uploads are being decoded; retry shortly")
+        raise RequestError("overloaded", "too many uploads are being decoded; retry shortly")
     prepared = await _decode(request, service, settings, upload.data, options, deadline)
     del upload  # the body is freed once decoded
     service.metrics.decode_seconds.observe(prepared.decode_s)
@@ -81,28 +103,24 @@ async def predict(
             service.batcher.submit(prepared.views, deadline), deadline - time.perf_counter()
         )
     except Overloaded as exc:
-        raise RequestError(503, "overloaded", str(exc), retry_after=exc.retry_after) from None
+        raise RequestError("overloaded", str(exc), retry_after=exc.retry_after) from None
     except (DeadlineExceeded, TimeoutError):
         raise RequestError(
-            503, "deadline_exceeded", f"no answer within {settings.request_timeout_s:g} s"
+            "deadline_exceeded", f"no answer within {settings.request_timeout_s:g} s"
         ) from None
     service.metrics.queue_seconds.observe(timing.queue_s)
 
-    answer = summarize(logits, prepared, backend.info.classes, options)
+    answer = summarize(logits, prepared, backend.info, options)
     total = time.perf_counter() - started
     service.metrics.request_seconds.observe(total)
-    return {
-        "model": backend.info.name,
-        **answer,
-        "timings_ms": {
-            "decode": round(prepared.decode_s * 1e3, 2),
-            "queue": round(timing.queue_s * 1e3, 2),
-            "inference": round(timing.inference_s * 1e3, 2),
-            "batch_clips": timing.batch_views,
-            "total": round(total * 1e3, 2),
-        },
-        "request_id": request.state.request_id,
-    }
+    timings = Timings(
+        decode=round(prepared.decode_s * 1e3, 2),
+        queue=round(timing.queue_s * 1e3, 2),
+        inference=round(timing.inference_s * 1e3, 2),
+        batch_clips=timing.batch_views,
+        total=round(total * 1e3, 2),
+    )
+    return PredictResponse(**dict(answer), timings_ms=timings, request_id=request.state.request_id)
 
 
 async def _receive(request: Request, service: Service, settings: ServerSettings) -> Upload:
@@ -113,7 +131,7 @@ async def _receive(request: Request, service: Service, settings: ServerSettings)
         service.uploading >= settings.max_uploads
         or service.upload_bytes + reserved > settings.max_upload_buffer_bytes
     ):
-        raise RequestError(503, "overloaded", "too many uploads are in progress; retry shortly")
+        raise RequestError("overloaded", "too many uploads are in progress; retry shortly")
     service.uploading += 1
     service.upload_bytes += reserved
     try:
@@ -165,10 +183,8 @@ async def _decode(
     if decoding not in done:
         cancel.set()
         if gone in done:
-            raise RequestError(499, "client_disconnected", "the client went away while the video was decoded")
-        raise RequestError(
-            503, "deadline_exceeded", f"decoding took longer than {settings.request_timeout_s:g} s"
-        )
+            raise RequestError("client_disconnected", "the client went away while the video was decoded")
+        raise RequestError("deadline_exceeded", f"decoding took longer than {settings.request_timeout_s:g} s")
     try:
         return decoding.result()
     except (VideoDecodeError, VideoLimitError) as exc:

@@ -7,6 +7,8 @@ import pytest
 
 from dcf.data.spec import InputSpec
 from dcf.data.video import VideoInfo, VideoLimits
+from dcf.inference.answer import Label
+from dcf.inference.backends import ModelInfo
 from dcf.inference.pipeline import (
     InvalidOptions,
     PredictOptions,
@@ -59,12 +61,13 @@ def test_summary_averages_softmax_over_views() -> None:
     logits = np.log(np.array([[0.7, 0.2, 0.1], [0.2, 0.1, 0.7], [0.6, 0.3, 0.1], [0.6, 0.3, 0.1]]))
     info = VideoInfo(num_frames=40, width=8, height=8, fps=10.0, duration=4.0)
     prepared = PreparedVideo(np.zeros((4, 1)), [(0.0, 2.0), (2.0, 4.0)], info, 32, 0.0)
-    answer = summarize(logits, prepared, classes, PredictOptions(top_k=2, clips=2, timeline=True))
-    assert [p["label"] for p in answer["timeline"][0]["predictions"]] == ["a", "c"]  # (0.45, 0.15, 0.4)
-    assert answer["timeline"][1]["predictions"][0] == {"label": "a", "index": 0, "score": 0.6}
-    assert answer["predictions"][0]["label"] == "a" and answer["predictions"][0]["score"] == pytest.approx(
-        0.525
-    )
+    model = ModelInfo("m", "x3d_xs", classes, InputSpec.for_crop(8, 64), "torch", "cpu", "fp32")
+    answer = summarize(logits, prepared, model, PredictOptions(top_k=2, clips=2, timeline=True))
+    assert answer.timeline is not None
+    assert [p.label for p in answer.timeline[0].predictions] == ["a", "c"]  # (0.45, 0.15, 0.4)
+    assert answer.timeline[1].predictions[0] == Label(label="a", index=0, score=0.6)
+    assert answer.predictions[0].label == "a" and answer.predictions[0].score == pytest.approx(0.525)
+    assert answer.model == "m" and answer.views.total == 4
 
 
 def test_prepare_uses_the_models_input_spec() -> None:

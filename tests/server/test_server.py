@@ -152,13 +152,14 @@ def test_bad_parameters_are_422(server: Server, params: dict, message: str) -> N
     assert message in error_of(response)["message"]
 
 
-def test_malformed_requests_are_422(server: Server) -> None:
+def test_malformed_requests_are_refused(server: Server) -> None:
     import httpx
 
     no_file = httpx.post(f"{server.url}/v1/predict", files={"video": ("a.mp4", b"x")}, timeout=30)
     assert no_file.status_code == 422 and error_of(no_file)["code"] == "missing_file"
     not_multipart = httpx.post(f"{server.url}/v1/predict", content=json.dumps({"file": "x"}), timeout=30)
-    assert not_multipart.status_code == 422 and "multipart/form-data" in error_of(not_multipart)["message"]
+    assert not_multipart.status_code == 415 and error_of(not_multipart)["code"] == "unsupported_media_type"
+    assert "multipart/form-data" in error_of(not_multipart)["message"]
     unknown = httpx.post(
         f"{server.url}/v1/predict",
         files={"file": ("a.mp4", media.single_frame_mp4())},

@@ -33,7 +33,7 @@ def test_routes_apply_the_settings_dependency_that_a_test_overrides() -> None:
 
     too_many_views, too_large, ok, bad_query, bad_field = asyncio.run(requests())
     assert too_many_views.status_code == 422
-    assert "clips x crops must be at most 2, got 3" in too_many_views.json()["error"]["message"]
+    assert "clips must be between 1 and 2, got 3" in too_many_views.json()["error"]["message"]
     assert too_large.status_code == 413  # 4 KiB uploads at most, under the override
     # An unknown query parameter (a cache buster) is ignored; an unknown form field is refused.
     assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1 and ok.json()["model"] == "demo"
