@@ -1,0 +1,58 @@
+"""Schemathesis hooks for the API fuzz test (``tests/server/test_api_document.py``), loaded by the
+``st`` process through ``SCHEMATHESIS_HOOKS``.
+
+Two things an OpenAPI document cannot say, supplied here and nowhere else:
+- what a valid video is: the document says the ``file`` part is ``video/*``; here the video media
+  types get real encoded videos (Schemathesis' own binary strings would be rightly refused, 415),
+  so that schema-valid cases are answered 200 and the answers checked against the response schema;
+- that clips x crops is bounded (``PredictOptions.check``; each is bounded in the document, their
+  product cannot be): where both are valid and their product is over the bound, clips is lowered,
+  as the case is generated (``map_case``), so the case stays as positive or negative as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+from hypothesis import strategies as st
+
+from dcf.testing import media
+
+schemathesis.openapi.media_type(
+    "video/mp4",
+    st.sampled_from(
+        [
+            media.encoded(".mp4", media.moving_square(20, 64, 80)),
+            media.variable_frame_rate_mp4(),
+            media.rotated_mp4(),
+            media.portrait_mp4(),
+            media.single_frame_mp4(),
+        ]
+    ),
+)
+schemathesis.openapi.media_type(
+    "video/webm", st.just(media.encoded(".webm", media.moving_square(16, 48, 64)))
+)
+
+
+@schemathesis.hook
+def map_case(context: Any, case: Any) -> Any:
+    if case.operation.path == "/v1/predict":
+        _bound_views(case)
+    return case
+
+
+def _bound_views(case: Any) -> None:
+    """Options come from the form and the query (the query wins): lowers clips where it was given."""
+    form = case.body if isinstance(case.body, dict) else {}
+    query = case.query if isinstance(case.query, dict) else {}
+    effective = {**form, **query}
+    clips, crops = effective.get("clips", 1), effective.get("crops", 1)
+    schemas = {p["name"]: p["schema"] for p in case.operation.definition.raw["parameters"]}
+    max_views = schemas["clips"]["maximum"]
+    valid = isinstance(clips, int) and 1 <= clips <= max_views and crops in schemas["crops"]["enum"]
+    if valid and clips * crops > max_views:
+        for values in (form, query):
+            if "clips" in values:
+                values["clips"] = max_views // crops
