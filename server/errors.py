@@ -44,7 +44,10 @@ ErrorCode = Literal[
 
 # The status of each code, and what it means (the API document's words).
 STATUSES: dict[ErrorCode, tuple[int, str]] = {
-    "invalid_request": (400, "the body is not a well-formed multipart upload (truncated, or malformed)"),
+    "invalid_request": (
+        400,
+        "the body is not a well-formed multipart upload (no boundary, truncated, malformed)",
+    ),
     "empty_file": (400, "the uploaded file is empty"),
     "undecodable_video": (400, "the file is a video container, but its frames could not be decoded"),
     "not_found": (404, "no such path"),
@@ -63,7 +66,7 @@ STATUSES: dict[ErrorCode, tuple[int, str]] = {
     "client_disconnected": (499, "the client went away before the answer (logged; no client sees it)"),
     "internal_error": (500, "the server failed on this request"),
     "overloaded": (503, "too many requests in progress or queued; retry after Retry-After seconds"),
-    "not_ready": (503, "the model is still loading"),
+    "not_ready": (503, "the model is not loaded (the server is starting or stopping)"),
     "deadline_exceeded": (503, "no answer within the request deadline"),
 }
 # "http_error": any other HTTP error of the framework, with its own status (none is expected).

@@ -32,10 +32,10 @@ class Service:
         """The backend, once loaded and warm.
 
         Raises:
-            RequestError: 503 while the model is loading.
+            RequestError: 503 while the model is loading (or the server stops).
         """
         if not self.ready or self.backend is None:
-            raise RequestError("not_ready", "the model is still loading")
+            raise RequestError("not_ready", "the model is not loaded yet (or the server is stopping)")
         return self.backend
 
 

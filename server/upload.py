@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from dcf.server.errors import RequestError
 
 _FORM_ROOM = 64 * 1024  # the multipart framing and the small option fields around the file
+_MAX_FIELD = 1024  # bytes of one option field
 
 
 @dataclass
@@ -72,15 +73,17 @@ async def read_upload(request: Request, file_field: str, budget: UploadBudget) -
     """The multipart field ``file_field`` of ``request`` and its other (small) form fields.
 
     Raises:
-        RequestError: 415 not multipart, 422 no file, 413 too large, 408 too slow, 400 malformed,
-            499 the client went away.
+        RequestError: 415 not multipart, 422 no file or an option field over 1 KiB, 413 too
+            large, 408 too slow, 400 malformed, 499 the client went away.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
-    if content_type != b"multipart/form-data" or b"boundary" not in params:
+    if content_type != b"multipart/form-data":
         raise RequestError(
             "unsupported_media_type",
             f"expected a multipart/form-data body with the video in the field {file_field!r}",
         )
+    if b"boundary" not in params:
+        raise RequestError("invalid_request", "the multipart/form-data Content-Type has no boundary")
     declared = declared_length(request)
     if declared is not None and declared > budget.max_bytes + _FORM_ROOM:
         raise _too_large(budget.max_bytes)
@@ -158,7 +161,12 @@ async def read_upload(request: Request, file_field: str, budget: UploadBudget) -
         name = disposition.get(b"name", b"").decode("utf-8", "replace")
         if name == file_field:
             upload = Upload(part.data)
-        elif len(part.data) <= 1024:
+        elif len(part.data) > _MAX_FIELD:
+            raise RequestError(
+                "invalid_parameters",
+                f"form field {name[:64]!r} has {len(part.data)} bytes; at most {_MAX_FIELD}",
+            )
+        else:
             fields[name] = part.data.decode("utf-8", "replace")
     if upload is None:
         raise RequestError("missing_file", f"no file in the multipart field {file_field!r}")

@@ -87,7 +87,8 @@ async def predict(
     service.metrics.upload_bytes.observe(len(upload.data))
     # Each is valid on its own (an invalid form field is refused even where the query overrides it).
     form = PredictOptions.parse(upload.fields)
-    options = form.model_copy(update=query.model_dump(exclude_unset=True))
+    given = {name: value for name, value in query.model_dump().items() if name in request.query_params}
+    options = form.model_copy(update=given)
     options.check(len(backend.info.classes), settings.max_views)
     if not upload.data:
         raise RequestError("empty_file", "the uploaded file is empty")

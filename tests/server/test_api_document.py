@@ -14,6 +14,7 @@ import httpx
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from dcf.inference.pipeline import PredictOptions
 from dcf.server.errors import STATUSES, ErrorCode
 from dcf.testing import media
 from dcf.testing.server import Server
@@ -83,7 +84,10 @@ def test_parameters_carry_the_bounds_the_server_applies(server: Server, document
     assert body["schema"]["properties"]["file"]["format"] == "binary"
     assert "2097152 bytes" in body["schema"]["properties"]["file"]["description"]  # --max-upload-mb 2
     assert body["encoding"]["file"]["contentType"] == "video/*"
-    assert {k: v for k, v in body["schema"]["properties"].items() if k != "file"} == query  # one declaration
+    fields = body["schema"]["properties"]
+    assert set(fields) == {"file", *PredictOptions.model_fields} and fields["top_k"]["maximum"] == len(
+        classes
+    )
     # The bounds are applied as documented.
     video = media.single_frame_mp4()
     assert server.predict(video, top_k=len(classes)).status_code == 200
@@ -98,13 +102,26 @@ def test_405_says_which_methods_are_allowed(server: Server) -> None:
     assert response.headers["x-request-id"] == response.json()["error"]["request_id"]
 
 
-def test_form_options_are_checked_where_the_query_overrides_them(server: Server) -> None:
+def test_form_options_are_used_and_checked_where_the_query_overrides_them(server: Server) -> None:
     video = media.single_frame_mp4()
     files = {"file": ("a.mp4", video, "video/mp4")}
-    both = httpx.post(f"{server.url}/v1/predict?top_k=1", files=files, data={"top_k": "0"}, timeout=60)
+
+    def post(query: str, data: dict[str, str]) -> httpx.Response:
+        return httpx.post(f"{server.url}/v1/predict{query}", files=files, data=data, timeout=60)
+
+    form_only = post("", {"top_k": "2", "crops": "3"})
+    assert form_only.status_code == 200 and len(form_only.json()["predictions"]) == 2
+    assert form_only.json()["views"] == {"clips": 1, "crops": 3, "total": 3}
+    both = post("?top_k=1", {"top_k": "0"})
     assert both.status_code == 422 and "top_k must be >= 1, got 0" in both.json()["error"]["message"]
-    ok = httpx.post(f"{server.url}/v1/predict?top_k=1", files=files, data={"top_k": "3"}, timeout=60)
-    assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1  # the query wins
+    query_wins = post("?top_k=1", {"top_k": "3"})
+    assert query_wins.status_code == 200 and len(query_wins.json()["predictions"]) == 1
+    long_field = post("", {"top_k": "1" * 2000})  # refused, not dropped
+    assert long_field.status_code == 422 and "at most 1024" in long_field.json()["error"]["message"]
+    no_boundary = httpx.post(
+        f"{server.url}/v1/predict", content=b"x", headers={"content-type": "multipart/form-data"}, timeout=30
+    )
+    assert no_boundary.status_code == 400 and no_boundary.json()["error"]["code"] == "invalid_request"
 
 
 def test_a_huge_timeline_window_is_one_window(server: Server) -> None:
@@ -158,7 +175,8 @@ def test_docs_page_lists_the_operations_without_network(server: Server, tmp_path
         page.on("request", lambda request: requests.append(request.url))
         page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: problems.append(str(error)))
-        page.goto(f"{server.url}/docs")
+        answer = page.goto(f"{server.url}/docs")
+        assert answer is not None and "default-src 'none'" in answer.headers["content-security-policy"]
         page.wait_for_selector(".opblock-summary-path", timeout=30_000)
         paths = page.locator(".opblock-summary-path").all_inner_texts()
         page.screenshot(path=str(tmp_path / "docs.png"), full_page=True)
@@ -170,4 +188,4 @@ def test_docs_page_lists_the_operations_without_network(server: Server, tmp_path
         "/v1/predict",
     }
     assert requests and all(url.startswith((server.url, "data:")) for url in requests), requests
-    assert not problems, problems
+    assert not problems, problems  # Content-Security-Policy violations among them
