@@ -28,7 +28,7 @@ from dcf.server.batching import DynamicBatcher
 from dcf.server.errors import error_response, install_error_handlers
 from dcf.server.memory import release_free_memory, resident_bytes
 from dcf.server.openapi import install_docs
-from dcf.server.routes import models, predict, probes
+from dcf.server.routes import models, page, predict, probes, visualize
 from dcf.server.service import Service, load_backend_for
 from dcf.server.settings import ServerSettings
 
@@ -80,18 +80,21 @@ def create_app(settings: ServerSettings | None = None, backend: Backend | None =
         given = request.headers.get("x-request-id", "")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         request.state.request_id = request_id
+        service.metrics.in_progress.inc()
         try:
             response = await call_next(request)
         except Exception:  # never expected: the error handlers turn errors into JSON
             log.exception("request %s failed", request_id)
             response = error_response(500, "internal_error", "the server failed on this request", request_id)
+        finally:
+            service.metrics.in_progress.dec()
         response.headers["X-Request-ID"] = request_id
         route = request.scope.get("route")
         service.metrics.requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
         return response
 
     install_error_handlers(app)
-    for module in (probes, models, predict):
+    for module in (page, probes, models, predict, visualize):
         app.include_router(module.router)
     install_docs(app, service)
     return app

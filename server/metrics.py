@@ -38,6 +38,9 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )
+        self.in_progress = Gauge(
+            "dcf_requests_in_progress", "HTTP requests being answered (this scrape included)", registry=r
+        )
         self.queued_clips = Gauge("dcf_queued_clips", "Clips waiting for inference", registry=r)
         self.decoding = Gauge("dcf_decoding_uploads", "Uploads being decoded or waiting to be", registry=r)
         self.uploading = Gauge("dcf_receiving_uploads", "Uploads whose body is being received", registry=r)
