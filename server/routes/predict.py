@@ -1,28 +1,26 @@
 """``POST /v1/predict``: one uploaded video in, action labels out.
 
-The upload is admitted by count and reserved bytes, read within its budget, decoded off the event
-loop (stopped on the deadline or when the client leaves) and its clips queued for the batcher.
+The upload is admitted, read and decoded by :mod:`dcf.server.intake`; its clips are queued for the
+batcher.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import threading
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from dcf.data.video import DecodeCancelled, VideoDecodeError, VideoLimitError
 from dcf.inference.answer import Answer
-from dcf.inference.pipeline import PredictOptions, PreparedVideo, prepare, summarize
+from dcf.inference.pipeline import PredictOptions, prepare, summarize
 from dcf.server.batching import DeadlineExceeded, Overloaded
-from dcf.server.errors import RequestError, responses, video_error
+from dcf.server.errors import RequestError, responses
+from dcf.server.intake import options_of, receive, run_decode
 from dcf.server.service import Service, get_service, get_settings
 from dcf.server.settings import ServerSettings
-from dcf.server.upload import Upload, declared_length, read_upload
 
 router = APIRouter()
 
@@ -78,24 +76,25 @@ async def predict(
     """Upload the video as the multipart field `file`. Options come as query parameters or as form
     fields beside the file (both are checked; the query wins); the API document's request body is made from the same
     options (:mod:`dcf.server.openapi`)."""
-    request.state.body_read = False
     backend = service.ready_backend()
-    upload = await _receive(request, service, settings)
-    request.state.body_read = True
+    upload = await receive(request, service, settings)
     started = time.perf_counter()
     deadline = started + settings.request_timeout_s
-    service.metrics.upload_bytes.observe(len(upload.data))
-    # Each is valid on its own (an invalid form field is refused even where the query overrides it).
-    form = PredictOptions.parse(upload.fields)
-    given = {name: value for name, value in query.model_dump().items() if name in request.query_params}
-    options = form.model_copy(update=given)
+    options = options_of(request, upload, query, PredictOptions.parse)
     options.check(len(backend.info.classes), settings.max_views)
     if not upload.data:
         raise RequestError("empty_file", "the uploaded file is empty")
-    if service.decoding >= settings.max_pending_decodes:
-        raise RequestError("overloaded", "too many uploads are being decoded; retry shortly")
-    prepared = await _decode(request, service, settings, upload.data, options, deadline)
+    work = functools.partial(
+        prepare,
+        upload.data,
+        backend.info.input_spec,
+        options,
+        settings.video_limits(),
+        settings.max_views,
+        threads=settings.decode_threads,
+    )
     del upload  # the body is freed once decoded
+    prepared = await run_decode(request, service, settings, lambda cancel: work(cancel=cancel), deadline)
     service.metrics.decode_seconds.observe(prepared.decode_s)
 
     assert service.batcher is not None
@@ -122,79 +121,3 @@ async def predict(
         total=round(total * 1e3, 2),
     )
     return PredictResponse(**dict(answer), timings_ms=timings, request_id=request.state.request_id)
-
-
-async def _receive(request: Request, service: Service, settings: ServerSettings) -> Upload:
-    """The body, admitted first: what it may take is reserved before reading it (its declared
-    length, limited by the budget, or for a chunked body the largest upload)."""
-    reserved = min(declared_length(request) or settings.max_upload_bytes, settings.max_upload_bytes)
-    if (
-        service.uploading >= settings.max_uploads
-        or service.upload_bytes + reserved > settings.max_upload_buffer_bytes
-    ):
-        raise RequestError("overloaded", "too many uploads are in progress; retry shortly")
-    service.uploading += 1
-    service.upload_bytes += reserved
-    try:
-        return await read_upload(request, "file", settings.upload_budget())
-    finally:
-        service.uploading -= 1
-        service.upload_bytes -= reserved
-
-
-async def _decode(
-    request: Request,
-    service: Service,
-    settings: ServerSettings,
-    data: bytearray,
-    options: PredictOptions,
-    deadline: float,
-) -> PreparedVideo:
-    """``prepare`` on a decode thread, stopped when the deadline passes or the client goes away."""
-    cancel = threading.Event()
-    service.decoding += 1
-    decoding = asyncio.get_running_loop().run_in_executor(
-        service.decoder,
-        functools.partial(
-            prepare,
-            data,
-            service.ready_backend().info.input_spec,
-            options,
-            settings.video_limits(),
-            settings.max_views,
-            threads=settings.decode_threads,
-            cancel=cancel,
-        ),
-    )
-
-    def decoded(future: asyncio.Future[PreparedVideo]) -> None:
-        service.decoding -= 1  # only now is the worker free again
-        if not future.cancelled():
-            future.exception()  # retrieved: a cancelled decode's error is expected
-
-    decoding.add_done_callback(decoded)
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        waited: set[asyncio.Future[Any]] = {decoding, gone}
-        done, _ = await asyncio.wait(
-            waited, timeout=max(0.0, deadline - time.perf_counter()), return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        gone.cancel()
-    if decoding not in done:
-        cancel.set()
-        if gone in done:
-            raise RequestError("client_disconnected", "the client went away while the video was decoded")
-        raise RequestError("deadline_exceeded", f"decoding took longer than {settings.request_timeout_s:g} s")
-    try:
-        return decoding.result()
-    except (VideoDecodeError, VideoLimitError) as exc:
-        raise video_error(exc) from None
-    except DecodeCancelled:  # only we set it, and only above
-        raise AssertionError("decode cancelled without a reason") from None
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the client closes the connection (the body has been read: nothing else arrives)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
