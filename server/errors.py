@@ -36,6 +36,7 @@ ErrorCode = Literal[
     "missing_file",
     "client_disconnected",
     "internal_error",
+    "visualize_unavailable",
     "overloaded",
     "not_ready",
     "deadline_exceeded",
@@ -65,6 +66,10 @@ STATUSES: dict[ErrorCode, tuple[int, str]] = {
     "missing_file": (422, "the multipart body has no `file` field"),
     "client_disconnected": (499, "the client went away before the answer (logged; no client sees it)"),
     "internal_error": (500, "the server failed on this request"),
+    "visualize_unavailable": (
+        501,
+        "the served model cannot show its correlation field (not a PyTorch DCF network)",
+    ),
     "overloaded": (503, "too many requests in progress or queued; retry after Retry-After seconds"),
     "not_ready": (503, "the model is not loaded (the server is starting or stopping)"),
     "deadline_exceeded": (503, "no answer within the request deadline"),

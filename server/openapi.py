@@ -3,13 +3,14 @@
 FastAPI makes the document from the routes' declarations (parameters from
 :class:`~dcf.inference.pipeline.PredictOptions`, answers from their response models, errors from
 :func:`dcf.server.errors.responses`). :func:`install_docs` completes it with what only the running
-service knows (the model's class count, the upload limit) and with what every answer carries
+service knows (the model's class count and DCF stages, the upload limit) and with what every answer carries
 (``X-Request-ID``), and serves Swagger UI from assets inside the package: no CDN, so the page works
 on an air-gapped cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -20,9 +21,12 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from dcf.data.video import VIDEO_FORMATS
+from dcf.inference.fields import VisualizeOptions
 from dcf.inference.pipeline import PredictOptions
-from dcf.server.service import Service
+from dcf.server.errors import RequestError
+from dcf.server.service import Service, dcf_model
 
+UPLOAD_ROUTES = ("/v1/predict", "/v1/visualize")  # multipart: the file and the options
 DOCS_URL = "/docs"
 STATIC_URL = "/static"
 _SWAGGER = f"{STATIC_URL}/swagger-ui"
@@ -76,13 +80,24 @@ def _complete(document: dict[str, Any], service: Service) -> None:
                 response.setdefault("headers", {})["X-Request-ID"] = _REQUEST_ID
             for parameter in operation.get("parameters", []):
                 parameter["schema"] = _not_null(parameter["schema"])
-    predict = document["paths"]["/v1/predict"]["post"]
-    if service.backend is not None:
-        bounds = PredictOptions.bounds(len(service.backend.info.classes), service.settings.max_views)
-        for parameter in predict["parameters"]:
-            if parameter["name"] in bounds:
-                parameter["schema"]["maximum"] = bounds[parameter["name"]]
-    predict["requestBody"] = _predict_body(predict["parameters"], service.settings.max_upload_bytes)
+    for path, bounds in _bounds(service).items():
+        operation = document["paths"][path]["post"]
+        for parameter in operation["parameters"]:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+    for path in UPLOAD_ROUTES:
+        operation = document["paths"][path]["post"]
+        operation["requestBody"] = _upload_body(operation["parameters"], service.settings.max_upload_bytes)
+
+
+def _bounds(service: Service) -> dict[str, dict[str, dict[str, Any]]]:
+    """JSON Schema keywords, by route and parameter, that only the loaded model gives."""
+    if service.backend is None:
+        return {}
+    classes = len(service.backend.info.classes)
+    bounds = {"/v1/predict": PredictOptions.bounds(classes, service.settings.max_views)}
+    with contextlib.suppress(RequestError):  # not a DCF network in PyTorch: the route answers 501
+        bounds["/v1/visualize"] = VisualizeOptions.bounds(dcf_model(service.backend))
+    return bounds
 
 
 def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
@@ -95,8 +110,8 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
     return {**choices[0], **rest}
 
 
-def _predict_body(parameters: list[dict[str, Any]], max_upload_bytes: int) -> dict[str, Any]:
-    """The multipart body of ``POST /v1/predict``: the file, and the same options as the query
+def _upload_body(parameters: list[dict[str, Any]], max_upload_bytes: int) -> dict[str, Any]:
+    """The multipart body of an upload route: the file, and the same options as the query
     parameters, as form fields (the query wins where both give one)."""
     formats = ", ".join(VIDEO_FORMATS)
     options = {p["name"]: copy.deepcopy(p["schema"]) for p in parameters if p["in"] == "query"}

@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import Request
 
-from dcf.inference.backends import Backend, load_backend
+from dcf.inference.backends import Backend, TorchBackend, load_backend
+from dcf.models.dcf_net import DCFNet
 from dcf.server.batching import DynamicBatcher
 from dcf.server.errors import RequestError
 from dcf.server.metrics import Metrics
@@ -37,6 +38,21 @@ class Service:
         if not self.ready or self.backend is None:
             raise RequestError("not_ready", "the model is not loaded yet (or the server is stopping)")
         return self.backend
+
+
+def dcf_model(backend: Backend) -> DCFNet:
+    """The served PyTorch DCF network (the volumes are not outputs of an exported model).
+
+    Raises:
+        RequestError: 501 for another backend or a network without DCF blocks.
+    """
+    if isinstance(backend, TorchBackend) and isinstance(backend.model, DCFNet):
+        return backend.model
+    raise RequestError(
+        "visualize_unavailable",
+        f"this server runs {backend.info.architecture} with {backend.info.backend}: drawing the "
+        "correlation field needs a DCF network served from its PyTorch checkpoint",
+    )
 
 
 def load_backend_for(settings: ServerSettings) -> Backend:

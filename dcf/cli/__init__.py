@@ -8,15 +8,16 @@ import sys
 from collections.abc import Sequence
 
 from dcf import __version__
-from dcf.cli import data, evaluate, export, models, predict, serve, train
+from dcf.cli import data, evaluate, export, models, predict, serve, train, visualize
 
 # Each subcommand module offers add_parser(subparsers) and run(args) -> exit code.
-SUBCOMMANDS = (serve, predict, models, data, train, evaluate, export)
+SUBCOMMANDS = (serve, predict, visualize, models, data, train, evaluate, export)
 
 EPILOG = """\
 examples:
   dcf serve                                    serve the bundled demo model on http://127.0.0.1:8000
   dcf predict clip.mp4                         labels of a local video (demo model)
+  dcf visualize clip.mp4 --out vis.png         its correlation field drawn as motion
   dcf models                                   parameters and multiply-adds (paper Table 3)
   dcf data synth --out data/synth --seed 0 --videos-per-class 50
   dcf train --config configs/demo.toml         train (add --resume to continue)

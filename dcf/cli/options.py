@@ -12,10 +12,14 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
-    """One flag per field: ``--top-k`` for ``top_k``; booleans are switches, literals choices;
-    the help is the field's description and its default."""
+def add_model_arguments(
+    parser: argparse.ArgumentParser, model: type[BaseModel], exclude: tuple[str, ...] = ()
+) -> None:
+    """One flag per field (but ``exclude``): ``--top-k`` for ``top_k``; booleans are switches,
+    literals choices; the help is the field's description and its default."""
     for name, field in model.model_fields.items():
+        if name in exclude:
+            continue
         flag = "--" + name.replace("_", "-")
         help_text = field.description or ""
         if field.annotation is bool:
@@ -33,7 +37,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel])
 
 def model_values(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
     """The fields given on the command line (the others keep the model's defaults)."""
-    return {name: getattr(args, name) for name in model.model_fields if getattr(args, name) is not None}
+    return {name: value for name in model.model_fields if (value := getattr(args, name, None)) is not None}
 
 
 def _argument_type(annotation: Any) -> tuple[type, list[Any] | None]:

@@ -77,11 +77,11 @@ class PredictOptions(BaseModel):
             raise InvalidOptions(describe_errors(exc.errors())) from None
 
     @staticmethod
-    def bounds(num_classes: int, max_views: int = MAX_VIEWS) -> dict[str, int]:
-        """The upper bounds that depend on the model and the caller: the served API document
-        carries them as ``maximum``, and :meth:`check` applies them. Beyond them, clips x crops
+    def bounds(num_classes: int, max_views: int = MAX_VIEWS) -> dict[str, dict[str, Any]]:
+        """The bounds that depend on the model and the caller, as JSON Schema keywords: the served
+        API document carries them, and :meth:`check` applies them. Beyond them, clips x crops
         must be at most ``max_views`` (no parameter schema can say that)."""
-        return {"top_k": num_classes, "clips": max_views}
+        return {"top_k": {"maximum": num_classes}, "clips": {"maximum": max_views}}
 
     def check(self, num_classes: int, max_views: int = MAX_VIEWS) -> None:
         """Applies :meth:`bounds`.
@@ -90,9 +90,9 @@ class PredictOptions(BaseModel):
             InvalidOptions: ``top_k`` beyond the classes, or more views than ``max_views``.
         """
         problems = [
-            f"{name} must be between 1 and {high}, got {getattr(self, name)}"
-            for name, high in self.bounds(num_classes, max_views).items()
-            if getattr(self, name) > high
+            f"{name} must be between 1 and {bound['maximum']}, got {getattr(self, name)}"
+            for name, bound in self.bounds(num_classes, max_views).items()
+            if getattr(self, name) > bound["maximum"]
         ]
         if self.clips <= max_views < self.clips * self.crops:
             problems.append(f"clips x crops must be at most {max_views}, got {self.clips * self.crops}")

@@ -83,6 +83,15 @@ class DCFNet(nn.Module):
                 pyramid_channels += block.correlation.out_channels
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._run(x, None)
+
+    def forward_with_volumes(self, x: Tensor) -> tuple[Tensor, dict[int, Tensor]]:
+        """The logits and each block's correlation volume ``S`` (N, K*K*2L, T', H', W'), by stage
+        number (what the correlation-field picture draws, :mod:`dcf.inference.fields`)."""
+        volumes: dict[int, Tensor] = {}
+        return self._run(x, volumes), volumes
+
+    def _run(self, x: Tensor, volumes: dict[int, Tensor] | None) -> Tensor:
         x = self.backbone.stem(x)
         pyramid: list[Tensor] = []  # earlier blocks' volumes, at the current resolution
         last = self.config.stages[-1] if self.config.stages else 0
@@ -106,6 +115,8 @@ class DCFNet(nn.Module):
                             f"{number} features of size {tuple(x.shape[-2:])}"
                         )
                 x, volume = block(x, pyramid)
+                if volumes is not None:
+                    volumes[number] = volume
                 if self.config.pyramid:
                     pyramid.append(volume)
         return self.backbone.head(x)

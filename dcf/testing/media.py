@@ -34,6 +34,23 @@ def moving_square(num_frames: int, height: int = 32, width: int = 40, seed: int 
     return frames
 
 
+def moving_texture(
+    num_frames: int, height: int = 64, width: int = 96, step: int = 2, size: int = 24, seed: int = 0
+) -> np.ndarray:
+    """(T, H, W, 3) uint8: a square of random colours moving right by ``step`` pixels per frame
+    over a flat grey background (known motion, and a unique match for each of its pixels)."""
+    rng = np.random.default_rng(seed)
+    texture = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    frames = np.full((num_frames, height, width, 3), 128, np.uint8)
+    top = (height - size) // 2
+    for t in range(num_frames):
+        left = 4 + step * t
+        if left + size > width:
+            raise ValueError(f"the square leaves the frame: width {width} < {left + size}")
+        frames[t, top : top + size, left : left + size] = texture
+    return frames
+
+
 def write_video(path: Path, frames: np.ndarray, fps: int = 12) -> Path:
     codec, pix_fmt = CODECS[path.suffix]
     path.parent.mkdir(parents=True, exist_ok=True)

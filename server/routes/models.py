@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 
 from dcf.data.spec import InputSpec
 from dcf.inference.backends import BackendName, Device
-from dcf.server.errors import responses
-from dcf.server.service import Service, get_service
+from dcf.inference.fields import correlations
+from dcf.server.errors import RequestError, responses
+from dcf.server.service import Service, dcf_model, get_service
 
 router = APIRouter()
 
@@ -24,6 +25,15 @@ class ModelCard(BaseModel):
     classes: list[str] = Field(description="labels, by class index")
     input_spec: InputSpec = Field(description="how clips are sampled and preprocessed")
     max_batch: int = Field(ge=1, description="clips per model call, as the batcher was started")
+    correlation_stages: list[CorrelationStage] = Field(
+        description="what POST /v1/visualize can draw (empty: not a DCF network served from PyTorch)"
+    )
+
+
+class CorrelationStage(BaseModel):
+    stage: int = Field(description="the DCF block after this stage (2, 3 or 4)")
+    kernel_size: int = Field(description="K: the window is K x K")
+    temporal_range: int = Field(description="L: offsets tau are -L..-1, +1..+L")
 
 
 class ModelList(BaseModel):
@@ -44,5 +54,17 @@ async def models(service: Annotated[Service, Depends(get_service)]) -> ModelList
         classes=list(info.classes),
         input_spec=info.input_spec,
         max_batch=service.settings.max_batch,
+        correlation_stages=_correlation_stages(service),
     )
     return ModelList(models=[card])
+
+
+def _correlation_stages(service: Service) -> list[CorrelationStage]:
+    try:
+        model = dcf_model(service.ready_backend())
+    except RequestError:
+        return []
+    return [
+        CorrelationStage(stage=stage, kernel_size=c.kernel_size, temporal_range=c.temporal_range)
+        for stage, c in sorted(correlations(model).items())
+    ]

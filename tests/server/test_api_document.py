@@ -40,11 +40,13 @@ def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
 def test_every_answer_is_documented_with_its_schema_and_headers(document: dict[str, Any]) -> None:
     operations = {(m.upper(), p): op for p, ops in document["paths"].items() for m, op in ops.items()}
     assert set(operations) == {
+        ("GET", "/"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
         ("GET", "/v1/models"),
         ("POST", "/v1/predict"),
+        ("POST", "/v1/visualize"),
     }
     for key, operation in operations.items():
         for status, response in operation["responses"].items():
@@ -60,6 +62,10 @@ def test_every_answer_is_documented_with_its_schema_and_headers(document: dict[s
     answer = _resolve(document, predict["200"]["content"]["application/json"]["schema"])
     assert {"model", "predictions", "video", "views", "timings_ms", "request_id"} <= set(answer["required"])
     assert set(operations["GET", "/readyz"]["responses"]) == {"200", "503"}
+    visualize = operations["POST", "/v1/visualize"]["responses"]
+    assert set(visualize) == {"200", "400", "408", "413", "415", "422", "499", "501", "503"}
+    assert set(visualize["200"]["content"]) == {"image/png", "video/mp4"}
+    assert list(operations["GET", "/"]["responses"]["200"]["content"]) == ["text/html"]
     metrics = operations["GET", "/metrics"]["responses"]["200"]["content"]
     assert list(metrics) == [CONTENT_TYPE_LATEST]  # Prometheus text, not JSON
     # The error codes: one enumeration, each code with one status.
@@ -88,6 +94,9 @@ def test_parameters_carry_the_bounds_the_server_applies(server: Server, document
     assert set(fields) == {"file", *PredictOptions.model_fields} and fields["top_k"]["maximum"] == len(
         classes
     )
+    drawn = {p["name"]: p["schema"] for p in document["paths"]["/v1/visualize"]["post"]["parameters"]}
+    assert drawn["stage"]["enum"] == [2, 3, 4] and drawn["tau"]["not"] == {"const": 0}
+    assert (drawn["tau"]["minimum"], drawn["tau"]["maximum"]) == (-2, 2)
     # The bounds are applied as documented.
     video = media.single_frame_mp4()
     assert server.predict(video, top_k=len(classes)).status_code == 200
@@ -181,6 +190,8 @@ def test_docs_page_lists_the_operations_without_network(server: Server, tmp_path
         paths = page.locator(".opblock-summary-path").all_inner_texts()
         page.screenshot(path=str(tmp_path / "docs.png"), full_page=True)
     assert {p.replace("\u200b", "") for p in paths} == {
+        "/",
+        "/v1/visualize",
         "/healthz",
         "/readyz",
         "/metrics",

@@ -5,9 +5,11 @@ Two things an OpenAPI document cannot say, supplied here and nowhere else:
 - what a valid video is: the document says the ``file`` part is ``video/*``; here the video media
   types get real encoded videos (Schemathesis' own binary strings would be rightly refused, 415),
   so that schema-valid cases are answered 200 and the answers checked against the response schema;
-- that clips x crops is bounded (``PredictOptions.check``; each is bounded in the document, their
-  product cannot be): where both are valid and their product is over the bound, clips is lowered,
-  as the case is generated (``map_case``), so the case stays as positive or negative as it was.
+- two bounds across parameters (each parameter is bounded in the document, not the pair): clips x
+  crops <= max views (``PredictOptions.check``) and |tau| <= the chosen stage's range
+  (``VisualizeOptions.stage_of``, the demo model's ranges): where both values are valid and the
+  pair is not, one is lowered as the case is generated (``map_case``), so the case stays as
+  positive or negative as it was.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 import schemathesis
 from hypothesis import strategies as st
 
+from dcf.checkpoint import DEMO, load_checkpoint
+from dcf.inference.fields import stage_ranges
 from dcf.testing import media
 
 schemathesis.openapi.media_type(
@@ -36,18 +40,39 @@ schemathesis.openapi.media_type(
 )
 
 
+_RANGES = stage_ranges(load_checkpoint(DEMO))  # the fuzzed server serves the demo model
+
+
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     if case.operation.path == "/v1/predict":
         _bound_views(case)
+    elif case.operation.path == "/v1/visualize":
+        _bound_tau(case)
     return case
+
+
+def _sources(case: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    form = case.body if isinstance(case.body, dict) else {}
+    query = case.query if isinstance(case.query, dict) else {}
+    return form, query
+
+
+def _bound_tau(case: Any) -> None:
+    form, query = _sources(case)
+    source = query if "tau" in query else form
+    tau = source.get("tau", 1)
+    stage = query.get("stage", form.get("stage", min(_RANGES)))
+    if type(tau) is int and tau != 0 and type(stage) is int and stage in _RANGES:
+        limit = _RANGES[stage]
+        if abs(tau) > limit and abs(tau) <= max(_RANGES.values()) and "tau" in source:
+            source["tau"] = limit if tau > 0 else -limit
 
 
 def _bound_views(case: Any) -> None:
     """Options come from the form and the query (the query wins): lowers clips where the value in
     effect came from, and only where it is valid (an invalid one is what a negative case tests)."""
-    form = case.body if isinstance(case.body, dict) else {}
-    query = case.query if isinstance(case.query, dict) else {}
+    form, query = _sources(case)
     source = query if "clips" in query else form
     clips = source.get("clips", 1)
     crops = query.get("crops", form.get("crops", 1))
