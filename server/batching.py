@@ -17,8 +17,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 class Overloaded(Exception):
@@ -61,6 +64,7 @@ class DynamicBatcher:
         self._on_batch = on_batch  # (views in the call, seconds)
         self._queue: collections.deque[_Job] = collections.deque()
         self._queued_views = 0
+        self._side_views = 0  # clips of run_on_model_thread calls
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
         self._task: asyncio.Task[None] | None = None
@@ -68,7 +72,7 @@ class DynamicBatcher:
 
     @property
     def queued_views(self) -> int:
-        return self._queued_views
+        return self._queued_views + self._side_views
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="dcf-batcher")
@@ -92,7 +96,7 @@ class DynamicBatcher:
             DeadlineExceeded: ``deadline`` (a ``time.perf_counter`` value) passed before inference.
         """
         # An empty queue takes any request (views per request are bounded upstream).
-        if self._queue and self._queued_views + len(views) > self.max_queue:
+        if self._queue and self._queued_views + self._side_views + len(views) > self.max_queue:
             backlog = self._queued_views + len(views)
             raise Overloaded(max(1, math.ceil(backlog * self._seconds_per_view)))
         job = _Job(views, deadline, asyncio.get_running_loop().create_future())
@@ -100,6 +104,22 @@ class DynamicBatcher:
         self._queued_views += len(views)
         self._arrived.set()
         return await job.future
+
+    async def run_on_model_thread(self, work: Callable[[], T], views: int = 1) -> T:
+        """``work()`` on the inference thread, between batches: other uses of the model (drawing
+        its correlation field) share its thread, so they never add to its memory or its cores.
+        They count as ``views`` queued clips while they wait or run.
+
+        Raises:
+            Overloaded: The queue holds too many clips to take these.
+        """
+        if self._queued_views + self._side_views + views > self.max_queue:
+            raise Overloaded(max(1, math.ceil((self._queued_views + views) * self._seconds_per_view)))
+        self._side_views += views
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        finally:
+            self._side_views -= views
 
     def _take_batch(self) -> list[_Job]:
         jobs: list[_Job] = []

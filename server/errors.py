@@ -142,7 +142,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
-        if getattr(request.state, "body_read", True) is False:
+        if _body_unread(request):
             headers["Connection"] = "close"  # the rest of the body is not wanted: free the connection now
         return error_response(exc.status, exc.code, exc.message, _request_id(request), headers)
 
@@ -153,8 +153,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         # Parameters are checked before the route runs: a body sent along was not read (or wanted).
-        sent_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-        headers = {"Connection": "close"} if sent_body else None
+        headers = {"Connection": "close"} if _body_unread(request) else None
         message = describe_errors(exc.errors())
         return error_response(422, "invalid_parameters", message, _request_id(request), headers)
 
@@ -163,6 +162,13 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         # The exception's headers are kept: a 405 carries Allow (RFC 9110).
         return error_response(exc.status_code, code, str(exc.detail), _request_id(request), exc.headers)
+
+
+def _body_unread(request: Request) -> bool:
+    """Whether the request came with a body that was not read (an upload refused before or while
+    it was received; :func:`dcf.server.intake.receive` marks it read)."""
+    sent = "content-length" in request.headers or "transfer-encoding" in request.headers
+    return sent and not getattr(request.state, "body_read", False)
 
 
 def _request_id(request: Request) -> str:

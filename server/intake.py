@@ -25,8 +25,8 @@ Result = TypeVar("Result")
 
 async def receive(request: Request, service: Service, settings: ServerSettings) -> Upload:
     """The body, admitted first: what it may take is reserved before reading it (its declared
-    length, limited by the budget, or for a chunked body the largest upload)."""
-    request.state.body_read = False
+    length, limited by the budget, or for a chunked body the largest upload). Until it is read,
+    a refusal closes the connection (:mod:`dcf.server.errors`)."""
     reserved = min(declared_length(request) or settings.max_upload_bytes, settings.max_upload_bytes)
     if (
         service.uploading >= settings.max_uploads

@@ -5,8 +5,10 @@ K x K window (argmax, or soft-argmax) gives a displacement ``(ky - r, kx - r) * 
 in input pixels, towards where the content is ``tau`` frames later (earlier for ``tau < 0``). It is
 drawn with the optical-flow colour wheel of Baker et al. (Middlebury): hue is the direction,
 saturation the magnitude (normalised per picture, stated in the legend), blended over the frames
-the model saw in proportion to the magnitude. Positions whose window carries no information (the
-partner frame lies outside the clip, or the features are zero) are left undrawn.
+the model saw in proportion to the magnitude. Window entries whose partner lies outside the frame
+are no measurement and left out; among equal best matches the smallest displacement wins (a still
+or flat region shows no motion); positions whose measured entries are all equal (the partner frame
+lies outside the clip, or nothing there to match) are left undrawn.
 """
 
 from __future__ import annotations
@@ -71,16 +73,28 @@ def displacement_field(
         )
     group = offsets(temporal_range).index(tau)
     window = volume[group * k * k : (group + 1) * k * k].float()  # (K*K, T, H, W), entry ky*K + kx
-    steps = (torch.arange(k, dtype=torch.float32) - r) * abs(tau) * stride
-    dy_of, dx_of = steps.repeat_interleave(k), steps.repeat(k)
+    _, _, height, width = window.shape
+    cells = (torch.arange(k) - r) * abs(tau)  # displacement of each window row/column, in positions
+    dy_of, dx_of = cells.repeat_interleave(k), cells.repeat(k)
+    # Entries whose partner lies outside the frame hold a zero that is no measurement: left out.
+    rows = torch.arange(height)[None, :, None] + dy_of[:, None, None]
+    columns = torch.arange(width)[None, None, :] + dx_of[:, None, None]
+    inside = ((rows >= 0) & (rows < height) & (columns >= 0) & (columns < width))[:, None]  # (K*K, 1, H, W)
+    window = window.masked_fill(~inside, -math.inf)
+    # Nearest first, so that among equal correlations (flat regions, still scenes) the smallest
+    # displacement wins: argmax takes the first of equal maxima.
+    order = torch.argsort((dy_of**2 + dx_of**2).float(), stable=True)
+    window, dy_of, dx_of = window[order], dy_of[order], dx_of[order]
+    steps_y, steps_x = dy_of.float() * stride, dx_of.float() * stride
     if soft:
         weights = torch.softmax(window, dim=0)
-        dy = torch.einsum("k,kthw->thw", dy_of, weights)
-        dx = torch.einsum("k,kthw->thw", dx_of, weights)
+        dy = torch.einsum("k,kthw->thw", steps_y, weights)
+        dx = torch.einsum("k,kthw->thw", steps_x, weights)
     else:
         best = window.argmax(dim=0)
-        dy, dx = dy_of[best], dx_of[best]
-    valid = window.amax(dim=0) > window.amin(dim=0)
+        dy, dx = steps_y[best], steps_x[best]
+    informative = window.masked_fill(window == -math.inf, math.inf).amin(dim=0)
+    valid = window.amax(dim=0) > informative  # the measured entries differ
     displacement = torch.stack([dy, dx], dim=-1).numpy().astype(np.float32)
     return DisplacementField(displacement, valid.numpy(), tau, stride, frame_step)
 
@@ -102,7 +116,7 @@ WHEEL = _wheel()
 
 def flow_colours(displacement: np.ndarray, max_magnitude: float) -> tuple[np.ndarray, np.ndarray]:
     """RGB colours (..., 3) in 0..1 of displacements (..., 2) = (dy, dx), and their magnitude
-    relative to ``max_magnitude`` (0..1). Right is red, down yellow-green, left cyan, up blue-violet;
+    relative to ``max_magnitude`` (0..1). Right is red, down yellow-orange, left cyan, up blue-violet;
     no motion is white."""
     dy, dx = displacement[..., 0].astype(np.float64), displacement[..., 1].astype(np.float64)
     magnitude = np.hypot(dy, dx)
@@ -201,26 +215,49 @@ class Visualization:
 
 
 def visualize(model: DCFNet, clip: np.ndarray, spec: InputSpec, options: VisualizeOptions) -> Visualization:
-    """The picture of one preprocessed clip ``(3, T, S, S)`` (float32, normalised with ``spec``).
+    """The picture of one preprocessed clip ``(3, T, S, S)`` (float32, normalised with ``spec``):
+    :func:`stage_volume` then :func:`draw`.
 
     Raises:
         InvalidOptions: As :meth:`VisualizeOptions.stage_of`.
     """
     stage = options.stage_of(model)
-    block = correlations(model)[stage]
+    return draw(stage_volume(model, clip, stage), correlations(model)[stage], clip, spec, options, stage)
+
+
+def stage_volume(model: DCFNet, clip: np.ndarray, stage: int) -> Tensor:
+    """The correlation volume ``(K*K*2L, T', H', W')`` of ``stage`` for one clip (a forward pass:
+    the server runs it on its model thread)."""
     with torch.inference_mode():
         parameter = next(model.parameters())
         _, volumes = model.forward_with_volumes(
             torch.from_numpy(clip)[None].to(parameter.device, parameter.dtype)
         )
-    volume = volumes[stage][0].float().cpu()
+    return volumes[stage][0].float().cpu()
+
+
+def stage_stride(size: int, positions: int) -> int:
+    """Input pixels per position of a stage whose maps have ``positions`` across ``size`` input
+    pixels: a power of two (4, 8, 16), though stages round odd sizes up (312 px: 20 at stride 16)."""
+    return int(2 ** round(math.log2(size / positions)))
+
+
+def draw(
+    volume: Tensor,
+    correlation: Correlation,
+    clip: np.ndarray,
+    spec: InputSpec,
+    options: VisualizeOptions,
+    stage: int,
+) -> Visualization:
+    """The picture of ``volume``, the ``stage`` volume of ``clip`` made by ``correlation``."""
     frames_in, size = clip.shape[1], clip.shape[-1]
     field = displacement_field(
         volume,
-        block.kernel_size,
-        block.temporal_range,
+        correlation.kernel_size,
+        correlation.temporal_range,
         options.tau,
-        stride=size // volume.shape[-1],
+        stride=stage_stride(size, volume.shape[-1]),
         soft=options.soft,
         frame_step=max(1, frames_in // volume.shape[1]),
     )
@@ -238,7 +275,7 @@ def visualize(model: DCFNet, clip: np.ndarray, spec: InputSpec, options: Visuali
         width=overlays[0].shape[1] * min(len(overlays), MAX_COLUMNS),
     )
     if options.format == "mp4":
-        data, media_type = _mp4([_stack([o, _fit(legend, o.shape[1])]) for o in overlays]), "video/mp4"
+        data, media_type = _mp4([_stack([o, legend]) for o in overlays]), "video/mp4"
     else:
         columns = np.linspace(0, len(overlays) - 1, min(len(overlays), MAX_COLUMNS)).round().astype(int)
         seen = [frames[t * field.frame_step] for t in columns]

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from dcf.inference.fields import VisualizeOptions, displacement_field, flow_colours, offsets, wheel_image
+from dcf.inference.fields import (
+    VisualizeOptions,
+    displacement_field,
+    flow_colours,
+    offsets,
+    stage_stride,
+    wheel_image,
+)
 from dcf.inference.pipeline import InvalidOptions
 from dcf.models import build_model
 from dcf.models.dcf_net import DCFNet
@@ -46,6 +53,23 @@ def test_raw_op_shows_an_object_moving_right_as_rightward_displacement(step: int
     assert strided.displacement[0, TOP + 8, 12, 1] == 4 * step
     soft = displacement_field(volume, 5, 2, 1, soft=True)
     assert soft.displacement[0, TOP + 4 : TOP + SIZE - 4, 10:20, 1].mean() > 0
+
+
+def test_still_and_flat_regions_show_no_motion() -> None:
+    """Equal correlations (a flat region, a still scene) and the frame's border (partners outside
+    it are no measurement) must not read as motion towards the window's first corner."""
+    frames = np.full((4, 32, 40, 3), 128, np.uint8)
+    frames[:, :, 20:] = (200, 60, 60)  # two flat colours, still
+    frames[:, 10:18, 4:12] = media.moving_texture(1, 8, 12, step=0, size=8)[0, :, 2:10]  # a still texture
+    volume = correlation(_unit_features(frames), kernel_size=5, temporal_range=1)[0]
+    field = displacement_field(volume, 5, 1, 1)
+    assert field.valid[:3].any() and not field.valid[3].any()
+    assert (field.displacement[field.valid] == 0).all()
+
+
+def test_stage_strides_are_powers_of_two() -> None:
+    assert [stage_stride(64, n) for n in (16, 8, 4)] == [4, 8, 16]
+    assert stage_stride(312, 20) == 16 and stage_stride(120, 8) == 16  # stages round odd sizes up
 
 
 def test_colours_follow_the_wheel() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -81,3 +82,33 @@ def test_batcher_reports_model_failures_to_every_request() -> None:
         return outcome
 
     assert all(isinstance(e, RuntimeError) and "out of memory" in str(e) for e in _run(scenario()))
+
+
+def test_other_model_work_shares_the_model_thread_and_the_queue_bound() -> None:
+    threads: list[str] = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return batch
+
+    def draw() -> str:
+        time.sleep(0.1)
+        threads.append(threading.current_thread().name)
+        return "picture"
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, max_batch=2, max_wait_s=0, max_queue=1)
+        batcher.start()
+        drawing = asyncio.ensure_future(batcher.run_on_model_thread(draw))
+        await asyncio.sleep(0.01)
+        assert batcher.queued_views == 1  # the drawing counts as a queued clip
+        with pytest.raises(Overloaded):
+            await batcher.run_on_model_thread(draw)
+        picture = await drawing
+        logits, _ = await batcher.submit(np.ones((1, 1)), time.perf_counter() + 5)
+        await batcher.stop()
+        return picture, logits
+
+    picture, logits = _run(scenario())
+    assert picture == "picture" and logits.shape == (1, 1)
+    assert len(set(threads)) == 1 and threads[0].startswith("inference")

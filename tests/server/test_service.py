@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 
+from dcf.inference.backends import TorchBackend
 from dcf.server.app import create_app
 from dcf.server.service import get_settings
 from dcf.server.settings import ServerSettings
 from dcf.testing import media
+from tests.support.checkpoints import tiny_checkpoint
 
 
 def test_routes_apply_the_settings_dependency_that_a_test_overrides() -> None:
@@ -43,3 +46,22 @@ def test_routes_apply_the_settings_dependency_that_a_test_overrides() -> None:
         bad_query.status_code == 422 and "crops must be 1 or 3, got 2" in bad_query.json()["error"]["message"]
     )
     assert bad_query.headers["connection"] == "close"
+
+
+def test_refusals_before_the_body_is_read_close_the_connection(tmp_path: Path) -> None:
+    """A network without DCF blocks cannot draw its field: 501, said before reading the upload."""
+    tiny_checkpoint(tmp_path, "x3d_xs")
+    backend = TorchBackend(str(tmp_path / "x3d_xs.safetensors"), "tiny")
+    app = create_app(ServerSettings(max_batch=1, memory_release_s=0), backend=backend)
+
+    async def requests() -> tuple[httpx.Response, httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://dcf.test") as client:
+                files = {"file": ("a.mp4", media.single_frame_mp4())}
+                return await client.post("/v1/visualize", files=files), await client.get("/v1/models")
+
+    refused, models = asyncio.run(requests())
+    assert refused.status_code == 501 and refused.json()["error"]["code"] == "visualize_unavailable"
+    assert refused.headers["connection"] == "close"
+    assert models.json()["models"][0]["correlation_stages"] == []

@@ -13,6 +13,7 @@ from dcf.checkpoint import CheckpointConfig, load_checkpoint, save_checkpoint
 from dcf.data.spec import InputSpec
 
 TINY = {
+    "x3d_xs": {"widths": [8, 16, 24, 32], "stem_width": 8, "head_width": 64},
     "x3d_xs_dcf": {"widths": [8, 16, 24, 32], "stem_width": 8, "head_width": 64},
     "r2plus1d_r50_dcf": {"depths": [1, 1, 1, 1], "widths": [8, 8, 16, 16], "stem_width": 8},
 }

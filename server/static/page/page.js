@@ -116,15 +116,21 @@ function showTimeline(timeline, labels) {
 
 async function showField() {
   const section = $("field");
+  const picture = $("field-picture");
   const problem = $("field-error");
   problem.hidden = true;
+  if (picture.src) URL.revokeObjectURL(picture.src);
+  picture.removeAttribute("src");
+  picture.hidden = true;
+  $("field-caption").textContent = "";
   if (fieldStages.length === 0) { section.hidden = true; return; }
+  const form = formFor(FIELD_OPTIONS);
+  const tau = form.get("tau");
   try {
-    const response = await call("/v1/visualize", formFor(FIELD_OPTIONS));
-    const picture = $("field-picture");
+    const response = await call("/v1/visualize", form);
     picture.src = URL.createObjectURL(await response.blob());
+    picture.hidden = false;
     const stage = response.headers.get("X-DCF-Stage");
-    const tau = $("tau").value;
     picture.alt = `the centre clip's frames as the model saw them, and stage ${stage}'s best-matching displacements for tau ${tau}`;
     $("field-caption").textContent = `Top: the frames the model saw (centre clip, centre crop). Bottom: stage ${stage}'s ` +
       `best match for τ = ${tau}, full colour = ${response.headers.get("X-DCF-Full-Colour-Px")} px.`;
