@@ -27,13 +27,15 @@ from dcf.export.names import (
     CORRELATION_OP_VERSION,
     INPUT_NAME,
     OUTPUT_NAME,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    SIZE_STRIDE,
 )
 from dcf.export.portable import make_portable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
-SIZE_STRIDE = 32  # total spatial stride of every model in the zoo: dynamic sizes are multiples of it
 _MAX_BATCH = 4096
 _MAX_FRAMES = 1024
 _NAME_SCOPES = "pkg.torch.onnx.name_scopes"  # node metadata: the module path of the call
@@ -54,6 +56,13 @@ def _correlation_schema() -> onnx.defs.OpSchema:
         attributes=[
             schema.Attribute("kernel_size", schema.AttrType.INT, "odd window size K"),
             schema.Attribute("temporal_range", schema.AttrType.INT, "neighbours L on each side"),
+            # Read by TensorRT's ONNX parser to find the plugin (its fallback for unknown ops).
+            schema.Attribute(
+                "plugin_version", schema.AttrType.STRING, "the TensorRT plugin's version", required=False
+            ),
+            schema.Attribute(
+                "plugin_namespace", schema.AttrType.STRING, "the TensorRT plugin's namespace", required=False
+            ),
         ],
     )
 
@@ -70,7 +79,13 @@ def _translate_correlation(x: Any, kernel_size: int, temporal_range: int) -> Any
     calls the op (the :class:`~dcf.models.layers.Correlation` module or the op itself)."""
     domain = onnxscript.values.Opset(CORRELATION_DOMAIN, CORRELATION_OP_VERSION)
     node = onnxscript.values.Op(domain, CORRELATION_OP)
-    return node(x, kernel_size=kernel_size, temporal_range=temporal_range)
+    return node(
+        x,
+        kernel_size=kernel_size,
+        temporal_range=temporal_range,
+        plugin_version=PLUGIN_VERSION,
+        plugin_namespace=PLUGIN_NAMESPACE,
+    )
 
 
 class _Float16(nn.Module):

@@ -26,7 +26,14 @@ class DCFCorrelation(OpRun):
 
     op_domain = CORRELATION_DOMAIN
 
-    def _run(self, x: np.ndarray, kernel_size: int | None = None, temporal_range: int | None = None) -> Any:
+    def _run(
+        self,
+        x: np.ndarray,
+        kernel_size: int | None = None,
+        temporal_range: int | None = None,
+        plugin_version: str | None = None,  # TensorRT's, ignored here
+        plugin_namespace: str | None = None,
+    ) -> Any:
         if kernel_size is None or temporal_range is None:
             raise ValueError("DCFCorrelation: the kernel_size and temporal_range attributes are required")
         y = correlation_reference(

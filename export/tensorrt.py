@@ -13,6 +13,8 @@ the API documentation and headers and has not been run here (see the README).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -21,12 +23,18 @@ from typing import Any
 
 from dcf._io import atomic_write_bytes
 from dcf.export.metadata import ModelMetadata, read_onnx_metadata
-from dcf.export.names import CORRELATION_OP, CORRELATION_OP_VERSION, INPUT_NAME, OUTPUT_NAME
+from dcf.export.names import (
+    CORRELATION_OP,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    SIZE_STRIDE,
+)
 
 log = logging.getLogger(__name__)
 
 MIN_TENSORRT_MAJOR = 10  # IPluginV3 and strongly typed networks
-PLUGIN_NAMESPACE = ""
 SIDECAR_FORMAT = "dcf-tensorrt-engine"
 
 INSTALL_HINT = (
@@ -55,6 +63,13 @@ def import_tensorrt() -> Any:
     return trt
 
 
+@functools.cache
+def trt_logger(trt: Any) -> Any:
+    """The process's one ``trt.Logger``: TensorRT keeps a single logger pointer and warns when a
+    second one is handed to it."""
+    return trt.Logger(trt.Logger.WARNING)
+
+
 def check_plugin_path(library: str | Path) -> Path:
     library = Path(library)
     if not library.is_file():
@@ -70,17 +85,15 @@ def load_plugin(trt: Any, library: Path) -> str:
     The library exports ``getCreators`` and ``setLoggerFinder`` (see ``trt_plugins/``), the entry
     points of ``IPluginRegistry::loadLibrary``.
     """
-    library = check_plugin_path(library)
+    library = check_plugin_path(library).resolve()  # TensorRT dlopens it: no search path involved
     registry = trt.get_plugin_registry()
-    creator = registry.get_creator(CORRELATION_OP, str(CORRELATION_OP_VERSION), PLUGIN_NAMESPACE)
+    creator = registry.get_creator(CORRELATION_OP, PLUGIN_VERSION, PLUGIN_NAMESPACE)
     if creator is None:  # not loaded yet in this process
         if registry.load_library(str(library)) is None:
             raise ValueError(f"TensorRT could not load the plugin library {library}")
-        creator = registry.get_creator(CORRELATION_OP, str(CORRELATION_OP_VERSION), PLUGIN_NAMESPACE)
+        creator = registry.get_creator(CORRELATION_OP, PLUGIN_VERSION, PLUGIN_NAMESPACE)
     if creator is None:
-        raise ValueError(
-            f"{library} does not register the {CORRELATION_OP} plugin, version {CORRELATION_OP_VERSION}"
-        )
+        raise ValueError(f"{library} does not register the {CORRELATION_OP} plugin, version {PLUGIN_VERSION}")
     return str(creator.plugin_version)
 
 
@@ -106,6 +119,39 @@ class ShapeRange:
         return cls(*values)
 
 
+def engine_ranges(
+    metadata: ModelMetadata, frames: ShapeRange | None, size: ShapeRange | None
+) -> tuple[ShapeRange, ShapeRange]:
+    """The frames and height/width ranges of the engine's profile: as given, or from the ONNX
+    file's dynamic axes (frames 2..2T, sizes 64..2S in multiples of 32, tuned at T and S), or fixed
+    at the input spec's T and S.
+
+    Raises:
+        ValueError: A range for an axis the file fixes, or sizes the exported graph cannot take.
+    """
+    spec = metadata.input_spec
+    t, s = spec.num_frames, spec.crop_size
+    if frames is not None and not metadata.dynamic_frames and frames != ShapeRange(t, t, t):
+        raise ValueError(
+            f"the ONNX file takes exactly {t} frames; re-export it with --dynamic-frames to use --frames"
+        )
+    if size is not None and not metadata.dynamic_size and size != ShapeRange(s, s, s):
+        raise ValueError(
+            f"the ONNX file takes exactly {s}x{s} pixels; re-export it with --dynamic-size to use --size"
+        )
+    if frames is None:
+        frames = ShapeRange(2, t, 2 * t) if metadata.dynamic_frames else ShapeRange(t, t, t)
+    if size is None:
+        size = ShapeRange(2 * SIZE_STRIDE, s, 2 * s) if metadata.dynamic_size else ShapeRange(s, s, s)
+    if metadata.dynamic_size and (
+        min(vars(size).values()) < 2 * SIZE_STRIDE or any(v % SIZE_STRIDE for v in vars(size).values())
+    ):
+        raise ValueError(
+            f"--size: the exported graph takes multiples of {SIZE_STRIDE} from {2 * SIZE_STRIDE}, got {size}"
+        )
+    return frames, size
+
+
 def sidecar_path(plan: str | Path) -> Path:
     return Path(f"{plan}.json")
 
@@ -117,6 +163,7 @@ def build_engine(
     plugin: str | Path | None,
     batch: ShapeRange = ShapeRange(1, 1, 8),
     frames: ShapeRange | None = None,
+    size: ShapeRange | None = None,
     timing_cache: str | Path | None = None,
     workspace_gib: float = 4.0,
 ) -> dict[str, Any]:
@@ -127,20 +174,15 @@ def build_engine(
         ValueError: For a bad option combination, a parse error or a failed build.
     """
     metadata = read_onnx_metadata(onnx_path)
-    spec = metadata.input_spec
     if metadata.flavour == "custom" and plugin is None:
         raise ValueError(
             f"{onnx_path} has {CORRELATION_OP} nodes: pass --plugin with the plugin library built from "
             "trt_plugins/ (or export with --portable to build without it)"
         )
-    if frames is not None and not metadata.dynamic_frames:
-        raise ValueError(
-            f"{onnx_path} takes exactly {spec.num_frames} frames; re-export it with --dynamic-frames to use --frames"
-        )
-    frames = frames or ShapeRange(spec.num_frames, spec.num_frames, spec.num_frames)
+    frames, size = engine_ranges(metadata, frames, size)
     plugin = check_plugin_path(plugin) if plugin is not None else None
     trt = import_tensorrt()
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger(trt)
     plugin_version = load_plugin(trt, plugin) if plugin is not None else None
 
     builder = trt.Builder(logger)
@@ -154,17 +196,20 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * 2**30))
     if metadata.precision == "fp32":
         config.clear_flag(trt.BuilderFlag.TF32)  # float32 means float32: verify holds it to 1e-4
-    size = spec.crop_size
     profile = builder.create_optimization_profile()
     profile.set_shape(
         INPUT_NAME,
-        (batch.min, 3, frames.min, size, size),
-        (batch.opt, 3, frames.opt, size, size),
-        (batch.max, 3, frames.max, size, size),
+        (batch.min, 3, frames.min, size.min, size.min),
+        (batch.opt, 3, frames.opt, size.opt, size.opt),
+        (batch.max, 3, frames.max, size.max, size.max),
     )
     config.add_optimization_profile(profile)
     cache_bytes = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
-    config.set_timing_cache(config.create_timing_cache(cache_bytes), False)
+    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), False):
+        raise ValueError(
+            f"TensorRT refused the timing cache {timing_cache} (made by another TensorRT or GPU?): "
+            "delete it, or pass another --timing-cache path"
+        )
 
     log.info("building the TensorRT %s engine (%s); this takes minutes", trt.__version__, metadata.precision)
     serialized = builder.build_serialized_network(network, config)
@@ -172,14 +217,19 @@ def build_engine(
         raise ValueError("TensorRT could not build the engine; its log above says why")
     out = Path(out)
     atomic_write_bytes(out, bytes(memoryview(serialized)))
-    if timing_cache:
-        atomic_write_bytes(Path(timing_cache), bytes(memoryview(config.get_timing_cache().serialize())))
+    cache = config.get_timing_cache() if timing_cache else None
+    if timing_cache and cache is not None:
+        atomic_write_bytes(Path(timing_cache), bytes(memoryview(cache.serialize())))
+    # What the engine accepts, which may be narrower than what the ONNX file did.
+    accepted = dataclasses.replace(
+        metadata, dynamic_frames=frames.min != frames.max, dynamic_size=size.min != size.max
+    )
     sidecar = {
         "format": SIDECAR_FORMAT,
-        "model": metadata.to_dict(),
+        "model": accepted.to_dict(),
         "tensorrt_version": str(trt.__version__),
         "plugin": None if plugin is None else {"name": CORRELATION_OP, "version": plugin_version},
-        "profile": {"batch": vars(batch), "frames": vars(frames), "size": size},
+        "profile": {"batch": vars(batch), "frames": vars(frames), "height": vars(size), "width": vars(size)},
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
     }
@@ -230,8 +280,10 @@ def engine_context(plan: str | Path, plugin: str | Path | None) -> tuple[Any, Mo
         raise TensorRTUnavailable("running a TensorRT engine needs a CUDA GPU, and PyTorch sees none")
     plugin_version = load_plugin(trt, plugin) if plugin is not None else None
     check_engine_runtime(sidecar, str(trt.__version__), plugin_version)
-    logger = trt.Logger(trt.Logger.WARNING)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(Path(plan).read_bytes())
+    engine = trt.Runtime(trt_logger(trt)).deserialize_cuda_engine(Path(plan).read_bytes())
     if engine is None:
         raise ValueError(f"TensorRT could not deserialize {plan}")
-    return engine.create_execution_context(), metadata, sidecar["profile"]
+    context = engine.create_execution_context()
+    if context is None:
+        raise ValueError(f"TensorRT could not create an execution context for {plan} (out of GPU memory?)")
+    return context, metadata, sidecar["profile"]

@@ -19,7 +19,7 @@ from dcf.data.spec import InputSpec
 from dcf.data.synthetic import render_video, write_mp4
 from dcf.data.video import open_video
 from dcf.data.views import eval_views
-from dcf.export.onnx_export import SIZE_STRIDE
+from dcf.export.names import SIZE_STRIDE
 from dcf.inference.backends import Backend, ModelInfo
 
 

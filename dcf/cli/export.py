@@ -116,7 +116,13 @@ def add_parser(subparsers: Any) -> None:
     trt_parser.add_argument(
         "--batch", default="1:1:8", help="batch MIN:OPT:MAX of the profile (default: 1:1:8)"
     )
-    trt_parser.add_argument("--frames", help="frames MIN:OPT:MAX (only for --dynamic-frames exports)")
+    trt_parser.add_argument(
+        "--frames", help="frames MIN:OPT:MAX (for --dynamic-frames exports; default 2:T:2T)"
+    )
+    trt_parser.add_argument(
+        "--size",
+        help="height and width MIN:OPT:MAX, multiples of 32 (for --dynamic-size exports; default 64:S:2S)",
+    )
     trt_parser.add_argument("--timing-cache", type=Path, help="timing cache file to read and update")
     trt_parser.add_argument(
         "--workspace", type=float, default=4.0, help="builder workspace in GiB (default: 4)"
@@ -191,12 +197,14 @@ def run_tensorrt(args: argparse.Namespace) -> int:
 
     batch = ShapeRange.parse(args.batch, "--batch")
     frames = ShapeRange.parse(args.frames, "--frames") if args.frames else None
+    size = ShapeRange.parse(args.size, "--size") if args.size else None
     build_engine(
         args.onnx,
         args.out,
         plugin=args.plugin,
         batch=batch,
         frames=frames,
+        size=size,
         timing_cache=args.timing_cache,
         workspace_gib=args.workspace,
     )

@@ -49,7 +49,7 @@ def test_one_custom_node_per_correlation(exported) -> None:
     for node, temporal_range in zip(nodes, model.config.temporal_ranges, strict=True):
         assert node.op_type == CORRELATION_OP == "DCFCorrelation"  # the TensorRT plugin's name
         attrs = {a.name: a for a in node.attribute}
-        assert set(attrs) == {"kernel_size", "temporal_range"}
+        assert set(attrs) == {"kernel_size", "temporal_range", "plugin_version", "plugin_namespace"}
         assert attrs["kernel_size"].type == onnx.AttributeProto.INT and attrs["kernel_size"].i == 5
         assert attrs["temporal_range"].type == onnx.AttributeProto.INT
         assert attrs["temporal_range"].i == temporal_range

@@ -16,14 +16,17 @@ from typing import Any
 
 import pytest
 
+from dcf.export.names import PLUGIN_VERSION
 from dcf.export.onnx_export import export_onnx
 from dcf.export.tensorrt import (
     ShapeRange,
     build_engine,
     check_engine_runtime,
+    engine_context,
     read_engine_metadata,
     sidecar_path,
 )
+from dcf.export.verify import verification_inputs
 from tests.support.checkpoints import tiny_checkpoint
 
 
@@ -81,10 +84,10 @@ def fake_tensorrt(record: _Recorder, plugin_registers: bool = True) -> types.Mod
             return self.cache
 
         def set_timing_cache(self, cache: Cache, ignore_mismatch: bool) -> bool:
-            return True
+            return cache.data != b"foreign"
 
-        def get_timing_cache(self) -> Cache:
-            return self.cache
+        def get_timing_cache(self) -> Cache | None:
+            return None if self.cache.data == b"none" else self.cache
 
     class Builder:
         def __init__(self, logger: Logger) -> None:
@@ -150,7 +153,7 @@ def test_build_engine_glue(onnx_file: Path, tmp_path: Path, monkeypatch: pytest.
     assert plan.read_bytes() == b"serialized engine"
     assert cache.read_bytes() == b"old+timings"  # read, then written back updated
     calls = record.calls
-    assert ("load_library", str(plugin)) in calls
+    assert ("load_library", str(plugin.resolve())) in calls
     assert ("network_flags", 1 << 1) in calls  # strongly typed
     assert ("clear_flag", "tf32") in calls  # an fp32 file builds a float32 engine
     assert ("profile", "video", (1, 3, 2, 32, 32), (2, 3, 4, 32, 32), (8, 3, 16, 32, 32)) in calls
@@ -198,3 +201,110 @@ def test_engine_without_sidecar(tmp_path: Path) -> None:
     (tmp_path / "m.plan").write_bytes(b"engine")
     with pytest.raises(FileNotFoundError, match=re.escape("no metadata sidecar m.plan.json")):
         read_engine_metadata(tmp_path / "m.plan")
+
+
+@pytest.fixture(scope="module")
+def dynamic_onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("trt_dynamic")
+    path = tmp / "model.onnx"
+    model = tiny_checkpoint(tmp, "x3d_xs_dcf", frames=4, size=64)
+    export_onnx(model, path, dynamic_frames=True, dynamic_size=True)
+    return path
+
+
+def _plugin(tmp_path: Path) -> Path:
+    plugin = tmp_path / "libdcf_trt_plugins.so"
+    plugin.write_bytes(b"")
+    return plugin
+
+
+def test_the_profile_follows_the_files_dynamic_axes_and_the_sidecar_says_what_the_engine_takes(
+    dynamic_onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bug: the profile fixed H and W at the crop while the sidecar copied the file's dynamic
+    axes, so verify's non-square clip could never run."""
+    record = _Recorder()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(record))
+    plugin = _plugin(tmp_path)
+    wide = build_engine(dynamic_onnx_file, tmp_path / "wide.plan", plugin=plugin)
+    assert ("profile", "video", (1, 3, 2, 64, 64), (1, 3, 4, 64, 64), (8, 3, 8, 128, 128)) in record.calls
+    assert wide["model"]["dynamic_size"] and wide["model"]["dynamic_frames"]
+    assert wide["profile"]["height"] == wide["profile"]["width"] == {"min": 64, "opt": 64, "max": 128}
+    # verify's inputs for such a file fit the default profile.
+    spec = read_engine_metadata(tmp_path / "wide.plan")[0].input_spec
+    for _, batch in verification_inputs(spec, dynamic_frames=True, dynamic_size=True)[:-1]:
+        n, _, t, h, w = batch.shape
+        assert n <= 8 and 2 <= t <= 8 and min(h, w) >= 64 and max(h, w) <= 128
+    fixed = build_engine(
+        dynamic_onnx_file,
+        tmp_path / "fixed.plan",
+        plugin=plugin,
+        size=ShapeRange(64, 64, 64),
+        frames=ShapeRange(4, 4, 4),
+    )
+    assert (
+        not fixed["model"]["dynamic_size"] and not fixed["model"]["dynamic_frames"]
+    )  # the engine's, not the file's
+    assert [c for c in record.calls if c[0] == "logger"] == [("logger", "warning")]  # one logger per process
+
+
+def test_ranges_the_file_cannot_take_are_refused(
+    onnx_file: Path, dynamic_onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(_Recorder()))
+    plugin = _plugin(tmp_path)
+    with pytest.raises(ValueError, match="takes exactly 32x32 pixels; re-export it with --dynamic-size"):
+        build_engine(onnx_file, tmp_path / "m.plan", plugin=plugin, size=ShapeRange(32, 32, 64))
+    with pytest.raises(ValueError, match="multiples of 32 from 64"):
+        build_engine(dynamic_onnx_file, tmp_path / "m.plan", plugin=plugin, size=ShapeRange(64, 80, 128))
+
+
+def test_timing_cache_is_checked_and_written_only_when_there_is_one(
+    onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(_Recorder()))
+    plugin = _plugin(tmp_path)
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"foreign")
+    with pytest.raises(ValueError, match="refused the timing cache"):
+        build_engine(onnx_file, tmp_path / "m.plan", plugin=plugin, timing_cache=cache)
+    cache.write_bytes(b"none")
+    build_engine(onnx_file, tmp_path / "m.plan", plugin=plugin, timing_cache=cache)
+    assert cache.read_bytes() == b"none"  # TensorRT had none to give: nothing written
+
+
+def test_a_context_that_cannot_be_made_is_refused(
+    onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    trt = fake_tensorrt(_Recorder())
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    plugin = _plugin(tmp_path)
+    build_engine(onnx_file, tmp_path / "m.plan", plugin=plugin)
+
+    class Engine:
+        def create_execution_context(self) -> None:
+            return None
+
+    trt.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda data: Engine())  # type: ignore[attr-defined]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match="could not create an execution context"):
+        engine_context(tmp_path / "m.plan", plugin)
+
+
+def test_the_onnx_node_names_the_plugin_version_the_plugin_has(onnx_file: Path) -> None:
+    """The parser's fallback finds the plugin by op_type, plugin_version and plugin_namespace."""
+    import onnx
+
+    header = (
+        Path(__file__).parents[2] / "trt_plugins" / "correlationPlugin" / "correlationPlugin.h"
+    ).read_text()
+    assert re.search(r'kCorrelationPluginVersion\{"(.*?)"\}', header).group(1) == PLUGIN_VERSION  # type: ignore[union-attr]
+    nodes = [n for n in onnx.load(str(onnx_file)).graph.node if n.op_type == "DCFCorrelation"]
+    assert nodes
+    for node in nodes:
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert (
+            attributes["plugin_version"] == PLUGIN_VERSION.encode() and attributes["plugin_namespace"] == b""
+        )

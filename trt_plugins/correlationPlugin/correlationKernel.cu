@@ -137,7 +137,7 @@ cudaError_t withKernelSize(CorrelationShape const& s, Launch&& launch)
     case 9: launch(std::integral_constant<int32_t, 9>{}); break;
     default: return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
+    return cudaPeekAtLastError(); // the launch's error, left for the caller to see too
 }
 
 } // namespace
