@@ -10,7 +10,7 @@ import torch
 
 from dcf.ops import _cuda_kernel, correlation
 from dcf.ops.reference import correlation_backward_reference, correlation_reference
-from tests.support.builds import build
+from tests.support.builds import cuda_kernel
 
 pytestmark = pytest.mark.gpu
 
@@ -32,16 +32,8 @@ SHAPES = [
 
 @pytest.fixture(scope="module", autouse=True)
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU on this machine")
-    major, minor = torch.cuda.get_device_capability()
-    built = build(tmp_path_factory.mktemp("cuda"), f"{major}{minor}")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DCF_CUDA_LIBRARY", str(built / _cuda_kernel.LIBRARY))
-        _cuda_kernel._library.cache_clear()
-        assert _cuda_kernel.available()
+    with cuda_kernel(tmp_path_factory.mktemp("cuda")):
         yield
-    _cuda_kernel._library.cache_clear()
 
 
 @pytest.mark.parametrize(("shape", "k", "big_l"), SHAPES)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,32 @@ def build(out: Path, architectures: str) -> Path:
         args.append(f"-DTENSORRT_ROOT={tensorrt_root()}")
     configure = subprocess.run(args, capture_output=True, text=True)
     assert configure.returncode == 0, configure.stdout + configure.stderr
-    compiled = subprocess.run([cmake, "--build", str(out), "-j", "2"], capture_output=True, text=True)
+    jobs = str(os.cpu_count() or 2)
+    compiled = subprocess.run([cmake, "--build", str(out), "-j", jobs], capture_output=True, text=True)
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
     return out
+
+
+@contextmanager
+def cuda_kernel(out: Path) -> Iterator[None]:
+    """``dcf.ops.correlation`` on CUDA tensors through the kernel: the library at
+    ``$DCF_CUDA_LIBRARY`` if there is one (``tools/gpu_check.sh`` builds it once), else built into
+    ``out`` for this machine's GPU (skips where there is none)."""
+    import torch
+
+    from dcf.ops import _cuda_kernel
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    given = os.environ.get("DCF_CUDA_LIBRARY", "")
+    if given and Path(given).is_file():
+        library = Path(given)
+    else:
+        major, minor = torch.cuda.get_device_capability()
+        library = build(out, f"{major}{minor}") / _cuda_kernel.LIBRARY
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DCF_CUDA_LIBRARY", str(library))
+        _cuda_kernel._library.cache_clear()
+        assert _cuda_kernel.available()
+        yield
+    _cuda_kernel._library.cache_clear()
