@@ -11,3 +11,5 @@ PLUGIN_NAMESPACE = ""
 INPUT_NAME = "video"  # (batch, 3, frames, height, width), float32, normalised with the input spec
 OUTPUT_NAME = "logits"  # (batch, classes), float32
 SIZE_STRIDE = 32  # total spatial stride of every model in the zoo: dynamic sizes are multiples of it
+MAX_FRAMES = 1024  # the largest dynamic frames axis an export takes
+MAX_SIZE = 64 * SIZE_STRIDE  # the largest dynamic height or width

@@ -26,6 +26,8 @@ from dcf.export.names import (
     CORRELATION_OP,
     CORRELATION_OP_VERSION,
     INPUT_NAME,
+    MAX_FRAMES,
+    MAX_SIZE,
     OUTPUT_NAME,
     PLUGIN_NAMESPACE,
     PLUGIN_VERSION,
@@ -37,7 +39,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
 _MAX_BATCH = 4096
-_MAX_FRAMES = 1024
 _NAME_SCOPES = "pkg.torch.onnx.name_scopes"  # node metadata: the module path of the call
 
 
@@ -168,12 +169,12 @@ def export_onnx(
 
     axes: dict[int, object] = {0: torch.export.Dim("batch", min=1, max=_MAX_BATCH)}
     if dynamic_frames:
-        axes[2] = torch.export.Dim("frames", min=2, max=_MAX_FRAMES)
+        axes[2] = torch.export.Dim("frames", min=2, max=MAX_FRAMES)
     size = spec.crop_size
     if dynamic_size:
         # At least 2 blocks: the exporter specialises axes that are 1 in the traced graph.
-        axes[3] = SIZE_STRIDE * torch.export.Dim("height_blocks", min=2, max=64)
-        axes[4] = SIZE_STRIDE * torch.export.Dim("width_blocks", min=2, max=64)
+        axes[3] = SIZE_STRIDE * torch.export.Dim("height_blocks", min=2, max=MAX_SIZE // SIZE_STRIDE)
+        axes[4] = SIZE_STRIDE * torch.export.Dim("width_blocks", min=2, max=MAX_SIZE // SIZE_STRIDE)
         size = max(size, 2 * SIZE_STRIDE)
     # Trace with batch 2 from a fixed seed; verification uses other inputs.
     generator = torch.Generator().manual_seed(0)

@@ -26,6 +26,8 @@ from dcf.export.metadata import ModelMetadata, read_onnx_metadata
 from dcf.export.names import (
     CORRELATION_OP,
     INPUT_NAME,
+    MAX_FRAMES,
+    MAX_SIZE,
     OUTPUT_NAME,
     PLUGIN_NAMESPACE,
     PLUGIN_VERSION,
@@ -140,14 +142,24 @@ def engine_ranges(
             f"the ONNX file takes exactly {s}x{s} pixels; re-export it with --dynamic-size to use --size"
         )
     if frames is None:
-        frames = ShapeRange(2, t, 2 * t) if metadata.dynamic_frames else ShapeRange(t, t, t)
+        frames = ShapeRange(2, t, max(2 * t, t + 4)) if metadata.dynamic_frames else ShapeRange(t, t, t)
     if size is None:
         size = ShapeRange(2 * SIZE_STRIDE, s, 2 * s) if metadata.dynamic_size else ShapeRange(s, s, s)
-    if metadata.dynamic_size and (
-        min(vars(size).values()) < 2 * SIZE_STRIDE or any(v % SIZE_STRIDE for v in vars(size).values())
+    # The engine is fed what the model's input spec says (T frames, S x S crops): the ranges hold them.
+    if not frames.min <= t <= frames.max or (
+        metadata.dynamic_frames and (frames.min < 2 or frames.max > MAX_FRAMES)
     ):
         raise ValueError(
-            f"--size: the exported graph takes multiples of {SIZE_STRIDE} from {2 * SIZE_STRIDE}, got {size}"
+            f"--frames must lie in 2..{MAX_FRAMES} and include the model's {t} frames, got {frames}"
+        )
+    sizes = (size.min, size.opt, size.max)
+    if not size.min <= s <= size.max or (
+        metadata.dynamic_size
+        and (size.min < 2 * SIZE_STRIDE or size.max > MAX_SIZE or any(v % SIZE_STRIDE for v in sizes))
+    ):
+        raise ValueError(
+            f"--size must include the model's crop {s} and, for this graph, be multiples of {SIZE_STRIDE} "
+            f"in {2 * SIZE_STRIDE}..{MAX_SIZE}, got {size}"
         )
     return frames, size
 
@@ -205,7 +217,8 @@ def build_engine(
     )
     config.add_optimization_profile(profile)
     cache_bytes = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
-    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), False):
+    cache = config.create_timing_cache(cache_bytes)
+    if cache is None or not config.set_timing_cache(cache, False):
         raise ValueError(
             f"TensorRT refused the timing cache {timing_cache} (made by another TensorRT or GPU?): "
             "delete it, or pass another --timing-cache path"
@@ -217,9 +230,9 @@ def build_engine(
         raise ValueError("TensorRT could not build the engine; its log above says why")
     out = Path(out)
     atomic_write_bytes(out, bytes(memoryview(serialized)))
-    cache = config.get_timing_cache() if timing_cache else None
-    if timing_cache and cache is not None:
-        atomic_write_bytes(Path(timing_cache), bytes(memoryview(cache.serialize())))
+    built_cache = config.get_timing_cache() if timing_cache else None
+    if timing_cache and built_cache is not None:
+        atomic_write_bytes(Path(timing_cache), bytes(memoryview(built_cache.serialize())))
     # What the engine accepts, which may be narrower than what the ONNX file did.
     accepted = dataclasses.replace(
         metadata, dynamic_frames=frames.min != frames.max, dynamic_size=size.min != size.max

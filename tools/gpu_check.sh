@@ -17,7 +17,8 @@
 # Before carrying it to a GPU machine, here:
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av==18.1.0 \
-#       pydantic==2.13.4 pydantic-core==2.46.4 annotated-types==0.7.0 typing-inspection==0.4.2
+#       pydantic==2.13.4 pydantic-core==2.46.4 annotated-types==0.7.0 typing-inspection==0.4.2 \
+#       typing-extensions==4.15.0
 #                                                                     # .whl/ is ignored (.git/info/exclude)
 #   mkdir -p third_party/TensorRT && git --git-dir /work/.mirror/NVIDIA+TensorRT/repo archive HEAD include \
 #       | tar -x -C third_party/TensorRT                              # third_party/ is ignored
@@ -27,6 +28,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_check_out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.log") 2>&1
+tee_pid=$!
+trap 'exec 1>&- 2>&-; wait "$tee_pid"' EXIT  # the log's last lines are written before the exit
 export PYTHONUNBUFFERED=1
 export TENSORRT_ROOT=${TENSORRT_ROOT:-$PWD/third_party/TensorRT}
 WHEELS=${WHEELS:-.whl}  # the carried wheels (for Python 3.12 on the device)

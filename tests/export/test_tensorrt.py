@@ -255,8 +255,12 @@ def test_ranges_the_file_cannot_take_are_refused(
     plugin = _plugin(tmp_path)
     with pytest.raises(ValueError, match="takes exactly 32x32 pixels; re-export it with --dynamic-size"):
         build_engine(onnx_file, tmp_path / "m.plan", plugin=plugin, size=ShapeRange(32, 32, 64))
-    with pytest.raises(ValueError, match="multiples of 32 from 64"):
+    with pytest.raises(ValueError, match=r"multiples of 32 in 64\.\.2048, got"):
         build_engine(dynamic_onnx_file, tmp_path / "m.plan", plugin=plugin, size=ShapeRange(64, 80, 128))
+    with pytest.raises(ValueError, match="must include the model's crop 64"):
+        build_engine(dynamic_onnx_file, tmp_path / "m.plan", plugin=plugin, size=ShapeRange(128, 128, 128))
+    with pytest.raises(ValueError, match="include the model's 4 frames"):
+        build_engine(dynamic_onnx_file, tmp_path / "m.plan", plugin=plugin, frames=ShapeRange(16, 16, 16))
 
 
 def test_timing_cache_is_checked_and_written_only_when_there_is_one(

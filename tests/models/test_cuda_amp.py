@@ -43,19 +43,18 @@ def test_forward_and_backward_under_autocast(
     monkeypatch.setattr(_cuda_kernel, "forward", counted)
     model.eval()
     with torch.no_grad():
-        full = model(clips)  # float32 reference, on the same kernel
-    model.train()
-    with torch.autocast("cuda", dtype=dtype):
-        logits = model(clips)
-    logits.float().square().mean().backward()
-    assert launched  # the op ran on the CUDA kernel (bfloat16 runs there in float32)
-    assert torch.isfinite(logits).all()
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    assert grads and all(torch.isfinite(g).all() for g in grads)
-    model.eval()
-    with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
-        mixed = model(clips).float()
+        full = model(clips)  # float32, on the same kernel
+        with torch.autocast("cuda", dtype=dtype):
+            mixed = model(clips).float()
+    assert dtype in launched  # the autocast pass ran the kernel on half-precision features
     # Mixed precision against float32: a few units of the 8- or 11-bit mantissa, relative to the logits.
     scale = full.abs().max()
     tolerance = 0.05 if dtype == torch.bfloat16 else 0.01
     assert (mixed - full).abs().max() <= tolerance * scale, ((mixed - full).abs().max(), scale)
+    model.train()  # and training: forward and backward under autocast
+    with torch.autocast("cuda", dtype=dtype):
+        logits = model(clips)
+    logits.float().square().mean().backward()
+    assert torch.isfinite(logits).all()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

@@ -19,6 +19,17 @@ dcf::CorrelationShape shapeOf(int64_t n, int64_t c, int64_t t, int64_t h, int64_
 {
     return dcf::CorrelationShape{n, c, t, h, w, k, l};
 }
+// The launcher peeks at the launch's error (TensorRT reads it after enqueue); here the caller,
+// dcf.ops, raises on the status, so the error is consumed: the next PyTorch check must not see it.
+int32_t consumed(cudaError_t status)
+{
+    if (status != cudaSuccess)
+    {
+        static_cast<void>(cudaGetLastError());
+    }
+    return status;
+}
+
 } // namespace
 
 extern "C" __attribute__((visibility("default"))) int32_t dcf_correlation_cuda_abi_version()
@@ -34,8 +45,8 @@ extern "C" __attribute__((visibility("default"))) int32_t dcf_correlation_cuda_f
     auto const st = static_cast<cudaStream_t>(stream);
     switch (dtype)
     {
-    case kFloat32: return dcf::correlationForward(static_cast<float const*>(x), static_cast<float*>(y), s, st);
-    case kFloat16: return dcf::correlationForward(static_cast<__half const*>(x), static_cast<__half*>(y), s, st);
+    case kFloat32: return consumed(dcf::correlationForward(static_cast<float const*>(x), static_cast<float*>(y), s, st));
+    case kFloat16: return consumed(dcf::correlationForward(static_cast<__half const*>(x), static_cast<__half*>(y), s, st));
     default: return cudaErrorInvalidValue;
     }
 }
@@ -49,11 +60,11 @@ extern "C" __attribute__((visibility("default"))) int32_t dcf_correlation_cuda_b
     switch (dtype)
     {
     case kFloat32:
-        return dcf::correlationBackward(
-            static_cast<float const*>(gradY), static_cast<float const*>(x), static_cast<float*>(gradX), s, st);
+        return consumed(dcf::correlationBackward(
+            static_cast<float const*>(gradY), static_cast<float const*>(x), static_cast<float*>(gradX), s, st));
     case kFloat16:
-        return dcf::correlationBackward(
-            static_cast<__half const*>(gradY), static_cast<__half const*>(x), static_cast<__half*>(gradX), s, st);
+        return consumed(dcf::correlationBackward(
+            static_cast<__half const*>(gradY), static_cast<__half const*>(x), static_cast<__half*>(gradX), s, st));
     default: return cudaErrorInvalidValue;
     }
 }
