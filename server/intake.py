@@ -14,10 +14,30 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from dcf.data.video import DecodeCancelled, VideoDecodeError, VideoLimitError
-from dcf.server.errors import RequestError, video_error
+from dcf.server.errors import ErrorCode, RequestError, video_error
 from dcf.server.service import Service
 from dcf.server.settings import ServerSettings
 from dcf.server.upload import Upload, declared_length, read_upload
+
+# What an upload route can answer besides its own refusals: the upload, the video, the options and
+# the service's bounds (for its ``responses=``, :func:`dcf.server.errors.responses`).
+UPLOAD_ERRORS: tuple[ErrorCode, ...] = (
+    "invalid_request",
+    "empty_file",
+    "undecodable_video",
+    "upload_timeout",
+    "upload_too_large",
+    "video_too_large",
+    "too_much_decoding",
+    "not_a_video",
+    "unsupported_media_type",
+    "invalid_parameters",
+    "missing_file",
+    "client_disconnected",
+    "overloaded",
+    "not_ready",
+    "deadline_exceeded",
+)
 
 Options = TypeVar("Options", bound=BaseModel)
 Result = TypeVar("Result")

@@ -18,7 +18,7 @@ from dcf.inference.answer import Answer
 from dcf.inference.pipeline import PredictOptions, prepare, summarize
 from dcf.server.batching import DeadlineExceeded, Overloaded
 from dcf.server.errors import RequestError, responses
-from dcf.server.intake import options_of, receive, run_decode
+from dcf.server.intake import UPLOAD_ERRORS, options_of, receive, run_decode
 from dcf.server.service import Service, get_service, get_settings
 from dcf.server.settings import ServerSettings
 
@@ -49,23 +49,7 @@ class QueryOptions(PredictOptions):
     "/v1/predict",
     summary="Action labels of one uploaded video",
     response_model_exclude_none=True,
-    responses=responses(
-        "invalid_request",
-        "empty_file",
-        "undecodable_video",
-        "upload_timeout",
-        "upload_too_large",
-        "video_too_large",
-        "too_much_decoding",
-        "not_a_video",
-        "unsupported_media_type",
-        "invalid_parameters",
-        "missing_file",
-        "client_disconnected",
-        "overloaded",
-        "not_ready",
-        "deadline_exceeded",
-    ),
+    responses=responses(*UPLOAD_ERRORS),
 )
 async def predict(
     request: Request,

@@ -16,7 +16,7 @@ from dcf.inference.fields import Visualization, VisualizeOptions, correlations, 
 from dcf.inference.pipeline import PredictOptions, prepare
 from dcf.server.batching import Overloaded
 from dcf.server.errors import RequestError, responses
-from dcf.server.intake import options_of, receive, run_decode
+from dcf.server.intake import UPLOAD_ERRORS, options_of, receive, run_decode
 from dcf.server.service import Service, dcf_model, get_service, get_settings
 from dcf.server.settings import ServerSettings
 
@@ -48,24 +48,7 @@ class QueryOptions(VisualizeOptions):
                 },
             },
         },
-        **responses(
-            "invalid_request",
-            "empty_file",
-            "undecodable_video",
-            "upload_timeout",
-            "upload_too_large",
-            "video_too_large",
-            "too_much_decoding",
-            "not_a_video",
-            "unsupported_media_type",
-            "invalid_parameters",
-            "missing_file",
-            "client_disconnected",
-            "visualize_unavailable",
-            "overloaded",
-            "not_ready",
-            "deadline_exceeded",
-        ),
+        **responses(*UPLOAD_ERRORS, "visualize_unavailable"),
     },
 )
 async def visualize(
