@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from dcf.data.video import DecodeWorkError, NotAVideo, VideoDecodeError, VideoLimitError
+from dcf.data.video import VideoDecodeError, VideoLimitError
+from dcf.inference.errors import video_error_code
 from dcf.inference.pipeline import InvalidOptions, describe_errors
 
 ErrorCode = Literal[
@@ -120,13 +121,14 @@ def responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
 
 def video_error(exc: VideoDecodeError | VideoLimitError) -> RequestError:
     """The refusal of a video the decoder would not (or could not) decode."""
-    if isinstance(exc, DecodeWorkError):
-        return RequestError("too_much_decoding", f"{exc} (DCF_MAX_DECODE_MPIXELS)")
-    if isinstance(exc, VideoLimitError):
-        return RequestError("video_too_large", str(exc))
-    if isinstance(exc, NotAVideo):
-        return RequestError("not_a_video", f"{exc} (upload an MP4, WebM, MKV, AVI, MOV ... video)")
-    return RequestError("undecodable_video", str(exc))
+    code = video_error_code(exc)
+    if code == "unreadable_file":  # only local files are opened by name, never an upload
+        return RequestError("internal_error", str(exc))
+    hint = {
+        "too_much_decoding": " (DCF_MAX_DECODE_MPIXELS)",
+        "not_a_video": " (upload an MP4, WebM, MKV, AVI, MOV ... video)",
+    }.get(code, "")
+    return RequestError(code, f"{exc}{hint}")
 
 
 def error_response(

@@ -17,6 +17,8 @@ from __future__ import annotations
 import bisect
 import contextlib
 import io
+import os
+import stat
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -46,6 +48,14 @@ class VideoDecodeError(ValueError):
 
 class NotAVideo(VideoDecodeError):
     """The input is no accepted media container, or one without a video stream."""
+
+
+class EmptyFile(NotAVideo):
+    """The input has no bytes at all."""
+
+
+class UnreadableFile(NotAVideo):
+    """The file could not be opened or read (missing, a folder, no permission)."""
 
 
 class VideoLimitError(ValueError):
@@ -179,16 +189,24 @@ def open_container(
     protocol at all: FFmpeg reads only what Python hands it, and every nested open is refused.
 
     Raises:
-        NotAVideo: Not one of ``formats``, not readable, a list of other files, or no video stream.
+        EmptyFile: ``source`` has no bytes.
+        UnreadableFile: ``source`` is a path that cannot be opened.
+        NotAVideo: Not one of ``formats``, a list of other files, or no video stream.
     """
     with contextlib.ExitStack() as stack:
         if isinstance(source, bytes | bytearray | memoryview):
             file: Any = _MemoryFile(source)
+            size: int | None = len(source)
         else:
             try:
-                file = _NamelessFile(stack.enter_context(open(source, "rb")))
+                opened = stack.enter_context(open(source, "rb"))
+                status = os.fstat(opened.fileno())
+                size = status.st_size if stat.S_ISREG(status.st_mode) else None  # a pipe tells no size
             except OSError as exc:
-                raise NotAVideo(f"cannot read {source}: {exc.strerror}") from None
+                raise UnreadableFile(f"cannot read {source}: {exc.strerror}") from None
+            file = _NamelessFile(opened)
+        if size == 0:
+            raise EmptyFile("the file is empty")
         try:
             container = av.open(
                 file,

@@ -66,8 +66,6 @@ async def predict(
     deadline = started + settings.request_timeout_s
     options = options_of(request, upload, query, PredictOptions.parse)
     options.check(len(backend.info.classes), settings.max_views)
-    if not upload.data:
-        raise RequestError("empty_file", "the uploaded file is empty")
     work = functools.partial(
         prepare,
         upload.data,

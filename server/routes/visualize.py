@@ -66,8 +66,6 @@ async def visualize(
     deadline = time.perf_counter() + settings.request_timeout_s
     options = options_of(request, upload, query, VisualizeOptions.parse)
     stage = options.stage_of(model)
-    if not upload.data:
-        raise RequestError("empty_file", "the uploaded file is empty")
     decode = functools.partial(
         prepare,
         upload.data,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import tracemalloc
@@ -17,9 +18,11 @@ from dcf.data.synthetic import render_video
 from dcf.data.video import (
     DecodeCancelled,
     DecodeWorkError,
+    EmptyFile,
     EncodedVideo,
     FrameFolder,
     NotAVideo,
+    UnreadableFile,
     VideoDecodeError,
     VideoLimitError,
     VideoLimits,
@@ -230,8 +233,24 @@ def test_nested_references_are_never_followed(tmp_path: Path, as_path: bool) -> 
 def test_image_sequence_patterns_are_not_expanded(tmp_path: Path) -> None:
     for i, frame in enumerate(moving_square(3)):
         write_jpeg(tmp_path / f"img{i + 1:03d}.jpg", frame)
-    with pytest.raises(NotAVideo, match="No such file"):
+    with pytest.raises(UnreadableFile, match="No such file"):
         open_video(tmp_path / "img%03d.jpg")
+
+
+def test_empty_and_unreadable_files_say_so(tmp_path: Path) -> None:
+    (tmp_path / "empty.mp4").touch()
+    for source in (b"", tmp_path / "empty.mp4"):
+        with pytest.raises(EmptyFile, match="the file is empty"):
+            EncodedVideo(source)
+    with pytest.raises(UnreadableFile, match="Is a directory"):
+        EncodedVideo(tmp_path)
+    os.mkfifo(tmp_path / "pipe.mp4")  # no size to tell: read, and refused for what it holds
+    writer = threading.Thread(target=(tmp_path / "pipe.mp4").write_bytes, args=(b"not a video",), daemon=True)
+    writer.start()
+    with pytest.raises(NotAVideo) as refused:
+        EncodedVideo(tmp_path / "pipe.mp4")
+    writer.join(timeout=5)
+    assert not isinstance(refused.value, EmptyFile | UnreadableFile)
 
 
 @pytest.mark.parametrize(("rotation", "corner"), [(90, (1, 0)), (-90, (0, 1)), (180, (1, 1))])
