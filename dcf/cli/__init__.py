@@ -55,6 +55,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     # Bad input or a missing optional dependency (e.g. TensorRT): one line, no traceback.
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
         print(f"dcf {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,37 +1,61 @@
-"""``dcf predict``: labels of local videos, through the same inference pipeline as the server."""
+"""``dcf predict``: labels of local videos, through the same inference pipeline as the server; with
+``--out``, a collection labelled into a results file (resumable), on this machine or a Ray cluster."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import logging
+import sys
 from typing import Any, get_args
 
 from dcf.checkpoint import DEMO
 from dcf.cli.options import add_model_arguments, model_values
 from dcf.inference.backends import ServedBackend
-from dcf.inference.pipeline import PredictOptions
+from dcf.inference.pipeline import MAX_BATCH, PredictOptions
+
+log = logging.getLogger("dcf.predict")
 
 DESCRIPTION = """\
 Predict action labels of video files without a server: the same decoding, sampling,
 preprocessing and scoring as POST /v1/predict.
+
+PATH is a video file, a folder (every video under it, by suffix) or a quoted pattern
+('clips/**/*.mp4'); --list reads more paths, one per line. Without --out the answers are printed
+(a table, or one JSON object per video with --json). With --out each video gets one line of JSON
+lines as soon as it is answered, flushed: its file and the answer of POST /v1/predict, or
+"error": {"code", "message"} with the server's error codes (unreadable_file: a local file that
+cannot be opened). --resume skips the videos the file holds, so an interrupted run continues.
+A .parquet output has the same fields as typed columns (it cannot be resumed).
+
+Videos are decoded on --workers threads (or processes) while the model scores the clips of
+several videos --batch at a time. --ray runs the same pipeline on Ray Data: decoding as CPU
+tasks, the model in an actor pool (a GPU per actor with --device cuda), the results written here.
+
+Exit status: 0 when every video was answered, 1 when any failed (its line says why), 2 on bad
+arguments.
 
 examples:
   dcf predict clip.mp4
   dcf predict a.mp4 b.webm --top-k 3 --clips 2 --crops 3
   dcf predict long.mp4 --timeline --window-s 4 --json
   dcf predict clip.mp4 --model demo.portable.onnx
+  dcf predict videos/ --out results.jsonl --workers 2
+  dcf predict videos/ --out results.jsonl --resume          # after an interruption
+  dcf predict --list files.txt --out labels.parquet
+  dcf predict /shared/videos --model /shared/model.onnx --out results.jsonl --ray auto
 """
 
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="label local videos",
+        help="label local videos, or a collection into a results file",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="video files, folders or patterns")
+    parser.add_argument("--list", metavar="FILE", help="more paths, one per line (# comments)")
     parser.add_argument(
         "--model", default=DEMO, help="checkpoint or 'demo', portable .onnx, or .plan (default: demo)"
     )
@@ -40,31 +64,104 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--plugin", help="TensorRT plugin library, for .plan models")
     add_model_arguments(parser, PredictOptions)
     parser.add_argument("--json", action="store_true", help="print one JSON object per video")
+    bulk = parser.add_argument_group("collections")
+    bulk.add_argument("--out", metavar="FILE", help="write the results here: .jsonl (or .parquet)")
+    bulk.add_argument("--resume", action="store_true", help="skip the videos --out already holds")
+    bulk.add_argument("--workers", type=int, default=1, help="parallel decoders (default: 1)")
+    bulk.add_argument(
+        "--pool",
+        choices=["thread", "process"],
+        default="thread",
+        help="decode in threads or processes (default: thread; bench/bulk_predict.py compares them)",
+    )
+    bulk.add_argument(
+        "--batch", type=int, default=MAX_BATCH, help=f"clips per model call (default: {MAX_BATCH})"
+    )
+    bulk.add_argument("--no-progress", action="store_true", help="no progress bar (with --out)")
+    bulk.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run on Ray Data: no ADDRESS starts a local cluster on 127.0.0.1; 'auto' or "
+        "ray://HOST:10001 joins a running one (model and videos must be readable on every node)",
+    )
+    bulk.add_argument(
+        "--ray-actors", type=int, default=1, metavar="N", help="model actors on Ray (default: 1)"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dcf.data.video import VideoDecodeError, VideoLimitError
     from dcf.inference.backends import load_backend
-    from dcf.inference.pipeline import predict
+    from dcf.inference.bulk import find_videos, open_results, run_bulk
 
+    if not args.paths and not args.list:
+        raise ValueError("name the videos: PATH... or --list FILE")
+    if min(args.workers, args.batch, args.ray_actors) < 1:
+        raise ValueError("--workers, --batch and --ray-actors must be at least 1")
+    if args.resume and not args.out:
+        raise ValueError("--resume continues a results file: give it with --out")
+    if args.ray and not args.out:
+        raise ValueError("--ray writes a results file: give it with --out")
     options = PredictOptions.parse(model_values(args, PredictOptions))  # before the model loads
-    backend = load_backend(args.model, args.backend, device=args.device, plugin=args.plugin)
-    options.check(len(backend.info.classes))
-    failures = 0
-    for path in args.videos:
-        try:
-            # Local files: no size limits beyond the decoder's own.
-            answer = {
-                "file": str(path),
-                **predict(backend, path.read_bytes(), options).model_dump(exclude_none=True),
-            }
-        except (OSError, VideoDecodeError, VideoLimitError) as exc:
-            print(f"{path}: error: {exc}")
-            failures += 1
-            continue
-        print(json.dumps(answer) if args.json else _table(answer))
-    return 1 if failures else 0
+    videos = find_videos(args.paths, args.list)
+    sink = open_results(args.out, args.resume) if args.out else PrintResults(args.json)
+    try:
+        backend = load_backend(args.model, args.backend, device=args.device, plugin=args.plugin)
+        if args.ray:
+            from dcf.inference.ray_bulk import run_on_ray
+
+            summary = run_on_ray(
+                args.model,
+                backend.info,
+                videos,
+                options,
+                sink,
+                address=None if args.ray == "local" else args.ray,
+                backend=args.backend,
+                device=args.device,
+                plugin=args.plugin,
+                batch=args.batch,
+                actors=args.ray_actors,
+                progress=not args.no_progress,
+            )
+        else:
+            summary = run_bulk(
+                backend,
+                videos,
+                options,
+                sink,
+                workers=args.workers,
+                pool=args.pool,
+                batch=args.batch,
+                progress=bool(args.out) and not args.no_progress,
+            )
+    finally:
+        sink.close()
+    if args.out:
+        log.info("%s: %s", args.out, summary)
+    return 1 if summary.failed else 0
+
+
+class PrintResults:
+    """The records on the terminal: a table per video (or a JSON object), errors as one line."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def done(self) -> set[str]:
+        return set()
+
+    def write(self, record: dict[str, Any]) -> None:
+        if "error" in record:
+            print(f"{record['file']}: error: {record['error']['message']}")
+        else:
+            print(json.dumps(record) if self.as_json else _table(record))
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        pass
 
 
 def _labels(predictions: list[dict[str, Any]]) -> list[str]:

@@ -27,10 +27,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from dcf.data.spec import InputSpec
-from dcf.data.video import open_video
+from dcf.data.video import VIDEO_SUFFIXES, open_video
 from dcf.data.views import eval_views, train_view
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
 Format = Literal["ssv1", "ssv2", "kinetics", "folder"]
 FORMATS: tuple[Format, ...] = ("ssv1", "ssv2", "kinetics", "folder")
 

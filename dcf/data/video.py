@@ -36,6 +36,23 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # write (MP4/MOV/3GP, Matroska/WebM, AVI, MPEG-TS, MPEG-PS, FLV, ASF/WMV, Ogg, GIF) and raw Y4M.
 # Demuxers that read other files or URLs (hls, dash, concat, image2 patterns, ...) are not on it.
 VIDEO_FORMATS = ("mov", "matroska", "avi", "mpegts", "mpeg", "flv", "asf", "ogg", "gif", "yuv4mpegpipe")
+# What a folder of videos holds: the names of files in those containers (dataset folders, ``dcf predict DIR``).
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".3gp",
+    ".webm",
+    ".mkv",
+    ".avi",
+    ".ts",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".ogv",
+    ".y4m",
+)
 IMAGE_FORMATS = ("jpeg_pipe", "png_pipe")  # one image per file (frame folders)
 
 # Nearest swscale filter to the antialiased bilinear resize: a triangle widened by the scale factor.

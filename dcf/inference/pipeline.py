@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -151,7 +152,7 @@ def _windows(info: VideoInfo, options: PredictOptions, max_views: int) -> tuple[
 
 
 def prepare(
-    data: bytes | bytearray,
+    data: bytes | bytearray | Path,
     spec: InputSpec,
     options: PredictOptions,
     limits: VideoLimits,
@@ -160,7 +161,8 @@ def prepare(
     threads: int = 0,
     cancel: threading.Event | None = None,
 ) -> PreparedVideo:
-    """Decodes the frames the sampling needs and preprocesses them with the model's input spec.
+    """Decodes the frames the sampling needs (of an encoded video, or a video file) and preprocesses
+    them with the model's input spec.
 
     ``threads`` are FFmpeg's decoding threads (0: one per core); ``cancel`` stops the work between
     packets and frames.

@@ -292,3 +292,28 @@ def high_resolution_mp4(width: int = 4096, height: int = 2304, frames: int = 60,
     """A phone-like high-resolution H.264 MP4 (one keyframe): small on the wire, ``width * height * 3``
     bytes per frame once decoded to RGB."""
     return panning_mp4(width, height, frames, fps=fps, x264={"preset": "ultrafast", "g": "1000"})
+
+
+def write_collection(folder: Path, count: int, kind: str = "synthetic", seed: int = 0) -> list[Path]:
+    """``count`` encoded videos under ``folder`` (half in a subfolder), for bulk predictions.
+
+    ``synthetic``: 24-frame 96x96 MP4s of the demo's synthetic classes (a known answer each);
+    ``h264``: ordinary 3 s, 25 fps, 640x360 H.264 MP4s of a texture moving over a grainy background.
+    """
+    from dcf.data.synthetic import CLASS_NAMES, render_video
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / ("more" if i % 2 else "") / f"{kind}_{i:04d}.mp4"
+        if kind == "synthetic":
+            frames = render_video(i % len(CLASS_NAMES), rng, num_frames=24, size=96)
+            write_video(path, frames, fps=12)
+        elif kind == "h264":
+            frames = moving_texture(75, 360, 640, step=4, size=96, seed=int(rng.integers(1 << 31)))
+            grain = rng.integers(0, 48, (1, 360, 640, 1), dtype=np.uint8)  # a textured, still background
+            write_video(path, frames // 2 + grain, fps=25)
+        else:
+            raise ValueError(f"kind must be synthetic or h264, got {kind!r}")
+        paths.append(path)
+    return paths
