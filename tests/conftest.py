@@ -1,11 +1,16 @@
-"""Shared fixtures: both backends of the correlation op, and GPU/TensorRT markers."""
+"""Shared fixtures: both backends of the correlation op, the exports several modules read (an
+export takes 10-20 s on 2 cores: each is made once per run, and no test changes it), GPU markers."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from dcf.ops import _cpu_kernel
+from tests.support.checkpoints import tiny_checkpoint
+from tests.support.cli import run_dcf
 
 
 @pytest.fixture(params=["kernel", "pure"])
@@ -17,6 +22,38 @@ def cpu_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     else:
         monkeypatch.setattr(_cpu_kernel, "available", lambda: False)
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def demo_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The demo model exported with dynamic frames by ``dcf export onnx`` (a real subprocess), with
+    the custom node and portable."""
+    tmp = tmp_path_factory.mktemp("demo")
+    paths = {"custom": tmp / "demo.onnx", "portable": tmp / "demo.portable.onnx"}
+    for flavour, path in paths.items():
+        args = ["export", "onnx", "--checkpoint", "demo", "--out", str(path), "--dynamic-frames"]
+        result = run_dcf(*args, *(["--portable"] if flavour == "portable" else []))
+        assert result.returncode == 0, result.stderr
+        assert f"wrote {path}" in result.stdout
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny x3d_xs_dcf checkpoint (4 frames, 32 px, 5 classes) and its exports: portable with
+    dynamic frames, and with the custom node, static."""
+    from dcf.export.onnx_export import export_onnx
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    model = tiny_checkpoint(tmp, "x3d_xs_dcf", seed=5)
+    paths = {
+        "checkpoint": tmp / "x3d_xs_dcf.safetensors",
+        "portable": tmp / "tiny.portable.onnx",
+        "custom": tmp / "tiny.onnx",
+    }
+    export_onnx(model, paths["portable"], portable=True, dynamic_frames=True)
+    export_onnx(model, paths["custom"])
+    return paths
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -11,10 +11,8 @@ from dcf.testing.server import start_server, stop_server
 from tests.support.cli import run_dcf
 
 
-def test_serve_refuses_unusable_models_in_one_line(tmp_path: Path) -> None:
-    custom = tmp_path / "demo.onnx"
-    assert run_dcf("export", "onnx", "--checkpoint", "demo", "--out", str(custom)).returncode == 0
-    result = run_dcf("serve", "--model", str(custom))
+def test_serve_refuses_unusable_models_in_one_line(demo_exports: dict[str, Path], tmp_path: Path) -> None:
+    result = run_dcf("serve", "--model", str(demo_exports["custom"]))
     assert (
         result.returncode == 2
         and "ONNX Runtime cannot run" in result.stderr
@@ -29,13 +27,10 @@ def test_serve_refuses_unusable_models_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_onnxruntime_backend_serves_the_portable_export(clips: dict[str, Path], tmp_path: Path) -> None:
-    portable = tmp_path / "demo.portable.onnx"
-    assert (
-        run_dcf("export", "onnx", "--checkpoint", "demo", "--out", str(portable), "--portable").returncode
-        == 0
-    )
-    server = start_server(tmp_path, "--model", str(portable), "--threads", "1")
+def test_onnxruntime_backend_serves_the_portable_export(
+    clips: dict[str, Path], demo_exports: dict[str, Path], tmp_path: Path
+) -> None:
+    server = start_server(tmp_path, "--model", str(demo_exports["portable"]), "--threads", "1")
     try:
         (model,) = server.get("/v1/models").json()["models"]
         assert (model["name"], model["backend"], model["architecture"]) == (

@@ -167,16 +167,20 @@ def test_static_export_and_fp16(tmp_path: Path, seed: int) -> None:
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in proto.graph.initializer)
     assert metadata.precision == "fp16"
-    export_onnx(model, tmp_path / "fp16.custom.onnx", precision="fp16")
-    nodes = [
-        n for n in onnx.load(str(tmp_path / "fp16.custom.onnx")).graph.node if n.domain == CORRELATION_DOMAIN
-    ]
-    assert [n.name for n in nodes] == [f"blocks.stage{s}.correlation" for s in model.config.stages]
     run = load_backend(path, threads=1)
     assert (run.info.backend, run.info.precision) == ("onnxruntime", "fp16")
     x = np.random.default_rng(9).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
     expected = logits(model, x)
     np.testing.assert_allclose(run(x), expected, atol=2e-2 * np.abs(expected).max())
+
+
+def test_fp16_export_with_the_custom_node(tmp_path: Path) -> None:
+    model = tiny_checkpoint(tmp_path, "x3d_xs_dcf")
+    export_onnx(model, tmp_path / "fp16.custom.onnx", precision="fp16")
+    nodes = [
+        n for n in onnx.load(str(tmp_path / "fp16.custom.onnx")).graph.node if n.domain == CORRELATION_DOMAIN
+    ]
+    assert [n.name for n in nodes] == [f"blocks.stage{s}.correlation" for s in model.config.stages]
 
 
 def test_export_needs_a_checkpoint_model(tmp_path: Path) -> None:

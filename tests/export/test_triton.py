@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 
-from dcf.export.onnx_export import export_onnx
-from tests.support.checkpoints import tiny_checkpoint
 from tests.support.cli import run_dcf
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
@@ -19,14 +17,9 @@ def parse(path: Path):
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("triton")
-    model = tiny_checkpoint(tmp, "x3d_xs_dcf")
-    paths = {"portable": tmp / "tiny.portable.onnx", "custom": tmp / "tiny.onnx"}
-    export_onnx(model, paths["portable"], portable=True, dynamic_frames=True)
-    export_onnx(model, paths["custom"])
-    return paths
+@pytest.fixture
+def exported(tiny_exports: dict[str, Path]) -> dict[str, Path]:
+    return tiny_exports
 
 
 def test_onnx_repository(exported: dict[str, Path], tmp_path: Path) -> None:

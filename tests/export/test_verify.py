@@ -40,18 +40,6 @@ def test_compare_fails_a_clear_top1_flip_but_not_a_tie() -> None:
     assert result["passed"] and result["top1_agree"] == 0 and result["top1_decided_failures"] == 0
 
 
-@pytest.fixture(scope="module")
-def demo_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("demo")
-    paths = {"custom": tmp / "demo.onnx", "portable": tmp / "demo.portable.onnx"}
-    for flavour, path in paths.items():
-        args = ["export", "onnx", "--checkpoint", "demo", "--out", str(path), "--dynamic-frames"]
-        result = run_dcf(*args, *(["--portable"] if flavour == "portable" else []))
-        assert result.returncode == 0, result.stderr
-        assert f"wrote {path}" in result.stdout
-    return paths
-
-
 def test_verify_demo_passes(demo_exports: dict[str, Path], tmp_path: Path) -> None:
     video = write_video(tmp_path / "clip.mp4", moving_square(20, 96, 128))
     result = run_dcf(

@@ -8,22 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from dcf.export.onnx_export import export_onnx
 from dcf.inference.backends import load_backend
-from tests.support.checkpoints import tiny_checkpoint
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("backends")
-    model = tiny_checkpoint(tmp, "x3d_xs_dcf", seed=5)
-    paths = {"checkpoint": tmp / "x3d_xs_dcf.safetensors"}
-    for flavour in ("custom", "portable"):
-        paths[flavour] = tmp / f"tiny.{flavour}.onnx"
-        export_onnx(
-            model, paths[flavour], portable=flavour == "portable", dynamic_frames=flavour == "portable"
-        )
-    return paths
+@pytest.fixture
+def files(tiny_exports: dict[str, Path]) -> dict[str, Path]:
+    return tiny_exports
 
 
 def test_every_cpu_backend_gives_the_checkpoints_logits(files: dict[str, Path]) -> None:
