@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel
 
-from dcf.data.video import DecodeCancelled, VideoDecodeError, VideoLimitError
+from dcf.data.video import DecodeCancelled, EmptyFile, VideoDecodeError, VideoLimitError
 from dcf.server.errors import ErrorCode, RequestError, video_error
 from dcf.server.service import Service
 from dcf.server.settings import ServerSettings
@@ -62,6 +62,8 @@ async def receive(request: Request, service: Service, settings: ServerSettings) 
         service.upload_bytes -= reserved
     request.state.body_read = True
     service.metrics.upload_bytes.observe(len(upload.data))
+    if not upload.data:  # refused here, before it takes a decode slot
+        raise video_error(EmptyFile("the uploaded file is empty"))
     return upload
 
 

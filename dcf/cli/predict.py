@@ -25,15 +25,16 @@ PATH is a video file, a folder (every video under it, by suffix) or a quoted pat
 (a table, or one JSON object per video with --json). With --out each video gets one line of JSON
 lines as soon as it is answered, flushed: its file and the answer of POST /v1/predict, or
 "error": {"code", "message"} with the server's error codes (unreadable_file: a local file that
-cannot be opened). --resume skips the videos the file holds, so an interrupted run continues.
+cannot be opened). --resume skips the videos the file holds (failed ones included: delete
+their lines to try them again), so an interrupted run continues.
 A .parquet output has the same fields as typed columns (it cannot be resumed).
 
 Videos are decoded on --workers threads (or processes) while the model scores the clips of
 several videos --batch at a time. --ray runs the same pipeline on Ray Data: decoding as CPU
 tasks, the model in an actor pool (a GPU per actor with --device cuda), the results written here.
 
-Exit status: 0 when every video was answered, 1 when any failed (its line says why), 2 on bad
-arguments.
+Exit status: 0 when every video of this run was answered, 1 when any failed (its line says
+why), 2 on bad arguments.
 
 examples:
   dcf predict clip.mp4
@@ -43,7 +44,7 @@ examples:
   dcf predict videos/ --out results.jsonl --workers 2
   dcf predict videos/ --out results.jsonl --resume          # after an interruption
   dcf predict --list files.txt --out labels.parquet
-  dcf predict /shared/videos --model /shared/model.onnx --out results.jsonl --ray auto
+  dcf predict /shared/videos --model /shared/model.onnx --out results.jsonl --ray=auto
 """
 
 
@@ -67,7 +68,12 @@ def add_parser(subparsers: Any) -> None:
     bulk = parser.add_argument_group("collections")
     bulk.add_argument("--out", metavar="FILE", help="write the results here: .jsonl (or .parquet)")
     bulk.add_argument("--resume", action="store_true", help="skip the videos --out already holds")
-    bulk.add_argument("--workers", type=int, default=1, help="parallel decoders (default: 1)")
+    bulk.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="parallel decoders on this machine (default: 2; not with --ray)",
+    )
     bulk.add_argument(
         "--pool",
         choices=["thread", "process"],
@@ -75,7 +81,7 @@ def add_parser(subparsers: Any) -> None:
         help="decode in threads or processes (default: thread; bench/bulk_predict.py compares them)",
     )
     bulk.add_argument(
-        "--batch", type=int, default=MAX_BATCH, help=f"clips per model call (default: {MAX_BATCH})"
+        "--batch", type=int, default=MAX_BATCH, help=f"clips per model call, 1-256 (default: {MAX_BATCH})"
     )
     bulk.add_argument("--no-progress", action="store_true", help="no progress bar (with --out)")
     bulk.add_argument(
@@ -83,8 +89,8 @@ def add_parser(subparsers: Any) -> None:
         nargs="?",
         const="local",
         metavar="ADDRESS",
-        help="run on Ray Data: no ADDRESS starts a local cluster on 127.0.0.1; 'auto' or "
-        "ray://HOST:10001 joins a running one (model and videos must be readable on every node)",
+        help="run on Ray Data: alone (or last) it starts a local cluster on 127.0.0.1; --ray=auto or "
+        "--ray=HOST:6379 joins a running one (model and videos readable at the same paths on every node)",
     )
     bulk.add_argument(
         "--ray-actors", type=int, default=1, metavar="N", help="model actors on Ray (default: 1)"
@@ -98,15 +104,20 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.paths and not args.list:
         raise ValueError("name the videos: PATH... or --list FILE")
-    if min(args.workers, args.batch, args.ray_actors) < 1:
-        raise ValueError("--workers, --batch and --ray-actors must be at least 1")
+    for flag, value, most in (
+        ("--workers", args.workers, 64),
+        ("--batch", args.batch, 256),
+        ("--ray-actors", args.ray_actors, 1024),
+    ):
+        if not 1 <= value <= most:
+            raise ValueError(f"{flag} must be between 1 and {most}, got {value}")
     if args.resume and not args.out:
         raise ValueError("--resume continues a results file: give it with --out")
     if args.ray and not args.out:
         raise ValueError("--ray writes a results file: give it with --out")
     options = PredictOptions.parse(model_values(args, PredictOptions))  # before the model loads
     videos = find_videos(args.paths, args.list)
-    sink = open_results(args.out, args.resume) if args.out else PrintResults(args.json)
+    sink = open_results(args.out, args.resume) if args.out else PrintResults(videos, args.json)
     try:
         backend = load_backend(args.model, args.backend, device=args.device, plugin=args.plugin)
         if args.ray:
@@ -145,15 +156,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 class PrintResults:
-    """The records on the terminal: a table per video (or a JSON object), errors as one line."""
+    """The records on the terminal in the order the videos were named: a table per video (or a
+    JSON object), errors as one line."""
 
-    def __init__(self, as_json: bool) -> None:
+    def __init__(self, videos: list[str], as_json: bool) -> None:
         self.as_json = as_json
+        self._order = iter(videos)
+        self._next = next(self._order, None)
+        self._waiting: dict[str, dict[str, Any]] = {}
 
     def done(self) -> set[str]:
         return set()
 
     def write(self, record: dict[str, Any]) -> None:
+        self._waiting[record["file"]] = record
+        while self._next in self._waiting:
+            self._print(self._waiting.pop(self._next))
+            self._next = next(self._order, None)
+
+    def _print(self, record: dict[str, Any]) -> None:
         if "error" in record:
             print(f"{record['file']}: error: {record['error']['message']}")
         else:

@@ -45,7 +45,6 @@ VIDEO_SUFFIXES = (
     ".webm",
     ".mkv",
     ".avi",
-    ".ts",
     ".mpg",
     ".mpeg",
     ".flv",

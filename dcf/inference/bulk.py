@@ -127,24 +127,33 @@ class JsonlResults:
     def _read(self) -> set[str]:
         data = self.path.read_bytes()
         complete = data.rfind(b"\n") + 1  # a kill can leave a last line without its newline
-        if complete < len(data):
-            log.warning("%s: dropping an unfinished last line (%d bytes)", self.path, len(data) - complete)
-            with self.path.open("r+b") as file:
-                file.truncate(complete)
         done = set()
         for number, line in enumerate(data[:complete].splitlines(), 1):
             try:
                 record = json.loads(line)
                 done.add(record["file"])
             except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{self.path}:{number} is not a result line of dcf predict") from None
+                raise ValueError(
+                    f"{self.path}:{number} is not a result line of dcf predict (a JSON object with its "
+                    '"file"): is --out the results file you meant?'
+                ) from None
+        if complete < len(data):  # only once the file is known to be ours, and the tail a cut record
+            if not data[complete:].startswith(b'{"file": '):
+                raise ValueError(
+                    f"{self.path} ends in a line that is not a result of dcf predict: is --out the "
+                    "results file you meant?"
+                )
+            log.warning("%s: dropping an unfinished last line (%d bytes)", self.path, len(data) - complete)
+            with self.path.open("r+b") as file:
+                file.truncate(complete)
         return done
 
     def done(self) -> set[str]:
         return set(self._done)
 
     def write(self, record: Record) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        # ASCII (escapes): any file name is written, even one that is not valid UTF-8.
+        self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         self._done.add(record["file"])
 
@@ -254,6 +263,8 @@ class Summary:
         done = self.answered + self.failed.total()
         if not done:
             return f"nothing to do: all {self.skipped} videos are in the results already"
+        if not self.seconds:
+            return f"{done} videos: {self.answered} answered"
         pace = (
             f"{done / self.seconds:.2f} videos/s, {self.clips / self.seconds:.1f} clips/s"
             if self.seconds

@@ -40,8 +40,11 @@ def _view_rows(row: dict[str, Any], decoder: Decoder) -> list[dict[str, Any]]:
     result = decoder(row["path"])
     base = {"file": row["file"], "error": "", "meta": ""}
     if isinstance(result, VideoError):
-        empty = np.zeros((0,), np.float32)
-        return [{**base, "index": 0, "views": 0, "error": result.model_dump_json(), "view": empty}]
+        # A clip of zeros, of the same shape: a block mixing shapes is a column of objects, which
+        # Ray cannot concatenate with the tensor columns of other blocks.
+        spec = decoder.spec
+        blank = np.zeros((3, spec.num_frames, spec.crop_size, spec.crop_size), np.float32)
+        return [{**base, "index": 0, "views": 0, "error": result.model_dump_json(), "view": blank}]
     meta = json.dumps(
         {
             "info": dataclasses.asdict(result.info),
@@ -93,23 +96,20 @@ def _local(path: str) -> str:
     return str(Path(path).resolve()) if path != DEMO and Path(path).exists() else path
 
 
-# A local cluster on this machine only. Ray's own knob for "this machine is the cluster" (otherwise it
-# replaces 127.0.0.1 by the machine's address and listens on it); read when ray is imported, in this
-# process and in every Ray process it starts.
-_LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-# Ray's dashboard process asks cloud metadata endpoints (169.254.169.254 ...) which cloud it runs on,
-# even with usage stats off (ray 2.60, UsageStatsHead): its HTTP goes to a closed loopback port.
-_NO_OUTSIDE_HTTP = {
-    name: value
-    for names, value in (
-        (("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), "http://127.0.0.1:9"),
-        (("NO_PROXY", "no_proxy"), "localhost,127.0.0.1,::1"),
-    )
-    for name in names
+# What keeps a local cluster on this machine's loopback, for this process and every Ray process it
+# starts (read when ray is imported). RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is Ray's own "this machine
+# is the cluster" (otherwise it replaces 127.0.0.1 by the machine's address and listens there). Ray's
+# dashboard process asks cloud metadata endpoints (169.254.169.254, ...) which cloud it runs on even
+# with usage stats off (ray 2.60, UsageStatsHead): its HTTP goes to a closed loopback port instead.
+LOOPBACK_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    **dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), "http://127.0.0.1:9"),
+    **dict.fromkeys(("NO_PROXY", "no_proxy"), "localhost,127.0.0.1,::1"),
 }
 
 
-def _start_local_cluster(ray: Any) -> None:
+def start_local_cluster(ray: Any) -> None:
     """A Ray cluster of this machine's CPUs (and GPUs) whose processes use loopback only."""
     from ray._private import ray_constants
 
@@ -118,8 +118,8 @@ def _start_local_cluster(ray: Any) -> None:
             "ray was imported before dcf could keep its local cluster on 127.0.0.1: set "
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before importing ray, or pass a cluster address"
         )
-    os.environ.update(_NO_OUTSIDE_HTTP)  # for the processes started now
-    ray.init(num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", include_dashboard=False)
+    # address="local": a new cluster even where RAY_ADDRESS names another one.
+    ray.init(address="local", num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", include_dashboard=False)
     log.info("started a local Ray cluster on 127.0.0.1 (%s)", ray.cluster_resources())
 
 
@@ -149,7 +149,7 @@ def run_on_ray(
         InvalidOptions: Options beyond the model or ``max_views``.
     """
     if address is None:
-        os.environ.update(_LOCAL_ONLY)
+        os.environ.update(LOOPBACK_ENV)
     try:
         import ray
         import ray.data
@@ -163,9 +163,16 @@ def run_on_ray(
         return summary
     started = not ray.is_initialized()
     if started and address is None:
-        _start_local_cluster(ray)
+        start_local_cluster(ray)
     elif started:
-        ray.init(address=address)
+        try:
+            ray.init(address=address)
+        except ConnectionError as exc:
+            raise ValueError(
+                f"cannot join the Ray cluster at {address}: {exc} (a cluster with token authentication, "
+                "Ray's default, needs RAY_AUTH_MODE=token and its token here: ~/.ray/auth_token or "
+                "RAY_AUTH_TOKEN)"
+            ) from None
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # ours counts videos
@@ -173,7 +180,7 @@ def run_on_ray(
         dataset = (
             ray.data.from_items(
                 [{"file": video, "path": _local(video)} for video in todo],
-                override_num_blocks=min(len(todo), 2048),  # decode tasks of a few videos each
+                override_num_blocks=min(len(todo), 2048),  # one decode task per video, up to 2048
             )
             .flat_map(functools.partial(_view_rows, decoder=decoder))
             .map_batches(

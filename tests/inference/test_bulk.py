@@ -23,7 +23,6 @@ from dcf.inference.bulk import (
     ClipBatcher,
     JsonlResults,
     Pool,
-    Record,
     find_videos,
     open_results,
     run_bulk,
@@ -32,6 +31,7 @@ from dcf.inference.errors import VideoErrorCode, video_error_code
 from dcf.inference.pipeline import PredictOptions, PreparedVideo, predict
 from dcf.server.errors import STATUSES
 from dcf.testing import media
+from tests.support.answers import assert_same_answer
 
 OPTIONS = PredictOptions(top_k=3, clips=2, crops=3)  # 6 views: a video spans backend calls of 4
 
@@ -116,16 +116,6 @@ def test_clip_batcher_fills_batches_across_videos() -> None:
     assert logits == {"a": [1, 2, 3], "b": [4], "c": [5, 6, 7, 8, 9], "d": [10]}
 
 
-def assert_same_answer(record: Record, answer: dict[str, Any]) -> None:
-    """Equal but for the last digits of the scores (other batches, other summation order)."""
-    assert {k: v for k, v in record.items() if k not in ("file", "predictions")} == {
-        k: v for k, v in answer.items() if k != "predictions"
-    }
-    got, want = record["predictions"], answer["predictions"]
-    assert [(p["label"], p["index"]) for p in got] == [(p["label"], p["index"]) for p in want]
-    assert np.allclose([p["score"] for p in got], [p["score"] for p in want], rtol=0, atol=2e-6)
-
-
 @pytest.mark.parametrize(("workers", "pool"), [(1, "thread"), (2, "thread"), (2, "process")])
 def test_bulk_records_equal_one_video_answers(
     demo: Backend, collection: dict[str, Path], tmp_path: Path, workers: int, pool: Pool
@@ -156,7 +146,8 @@ def test_bulk_records_equal_one_video_answers(
 def test_results_resume_after_a_kill(demo: Backend, collection: dict[str, Path], tmp_path: Path) -> None:
     """A kill mid-line leaves a last line without its newline: dropped, that video runs again, and
     every video ends with exactly one line."""
-    files = [str(path) for path in collection.values()]
+    # A name that is not UTF-8 (bytes 0xe9): written escaped, and found again on resume.
+    files = [str(path) for path in collection.values()] + [str(tmp_path / "caf\udce9.mp4")]
     out = tmp_path / "results.jsonl"
     first = JsonlResults(out)
     run_bulk(demo, files[:3], OPTIONS, first)
@@ -174,7 +165,7 @@ def test_results_resume_after_a_kill(demo: Backend, collection: dict[str, Path],
     lines = out.read_text().splitlines()
     assert sorted(json.loads(line)["file"] for line in lines) == sorted(files)
     again = JsonlResults(out, resume=True)
-    assert str(run_bulk(demo, files, OPTIONS, again)).startswith("nothing to do: all 8 videos")
+    assert str(run_bulk(demo, files, OPTIONS, again)).startswith("nothing to do: all 9 videos")
     again.close()
 
 
@@ -183,6 +174,11 @@ def test_results_refuse_what_they_cannot_continue(tmp_path: Path) -> None:
     foreign.write_text('{"file": "a.mp4"}\nnot json\n{"file": "b.mp4"}\n')
     with pytest.raises(ValueError, match=r"foreign.jsonl:2 is not a result line"):
         JsonlResults(foreign, resume=True)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, no newline at the end")
+    with pytest.raises(ValueError, match="ends in a line that is not a result"):
+        JsonlResults(notes, resume=True)
+    assert notes.read_text() == "my notes, no newline at the end"  # untouched
     with pytest.raises(ValueError, match="--resume needs JSON lines"):
         open_results(tmp_path / "r.parquet", resume=True)
 
