@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -89,6 +90,13 @@ def _prepared(meta: str) -> PreparedVideo:
         values["frames_used"],
         values["decode_s"],
     )
+
+
+def _blocks(videos: int, cpus: float) -> int:
+    """Decode tasks for ``videos``: about 32 videos each (a Ray task costs tens of milliseconds on a
+    small machine: one per video halves the throughput, bench/results/bulk_predict.md), but at least
+    two per CPU of the cluster while there are videos enough."""
+    return max(1, min(videos, max(2 * int(cpus), math.ceil(videos / 32))))
 
 
 def _local(path: str) -> str:
@@ -180,7 +188,7 @@ def run_on_ray(
         dataset = (
             ray.data.from_items(
                 [{"file": video, "path": _local(video)} for video in todo],
-                override_num_blocks=min(len(todo), 2048),  # one decode task per video, up to 2048
+                override_num_blocks=_blocks(len(todo), ray.cluster_resources().get("CPU", 1)),
             )
             .flat_map(functools.partial(_view_rows, decoder=decoder))
             .map_batches(

@@ -17,6 +17,7 @@ from dcf.data.video import (
     UnreadableFile,
     VideoDecodeError,
     VideoLimitError,
+    VideoLimits,
 )
 from dcf.inference.backends import Backend, ModelInfo, load_backend
 from dcf.inference.bulk import (
@@ -222,3 +223,17 @@ def test_every_video_error_has_its_code() -> None:
     assert {code for _, code in cases} == set(get_args(VideoErrorCode))
     # The server answers each with its status, but a local file's: an upload is always readable.
     assert set(get_args(VideoErrorCode)) - set(STATUSES) == {"unreadable_file"}
+
+
+def test_ray_rows_of_a_broken_video_have_the_clips_shape(demo: Backend, collection: dict[str, Path]) -> None:
+    """Ray concatenates the blocks of decode tasks: a column must keep one tensor shape, so the row
+    of a video that failed carries a blank clip (the model stage skips it)."""
+    from dcf.inference.bulk import Decoder
+    from dcf.inference.ray_bulk import _view_rows
+
+    decoder = Decoder(demo.info.input_spec, OPTIONS, VideoLimits())
+    good = _view_rows({"file": "a", "path": str(collection["synthetic_0000.mp4"])}, decoder)
+    (bad,) = _view_rows({"file": "b", "path": str(collection["notes.mp4"])}, decoder)
+    assert len(good) == 6 and {row["view"].shape for row in good} == {bad["view"].shape}
+    assert not bad["view"].any() and json.loads(bad["error"])["code"] == "not_a_video"
+    assert [row["index"] for row in good] == list(range(6)) and good[0]["meta"] and not good[1]["meta"]
