@@ -22,10 +22,10 @@ preprocessing and scoring as POST /v1/predict.
 
 PATH is a video file, a folder (every video under it, by suffix) or a quoted pattern
 ('clips/**/*.mp4'); --list reads more paths, one per line. Without --out the answers are printed
-(a table, or one JSON object per video with --json). With --out each video gets one line of JSON
-lines as soon as it is answered, flushed: its file and the answer of POST /v1/predict, or
-"error": {"code", "message"} with the server's error codes (unreadable_file: a local file that
-cannot be opened). --resume skips the videos the file holds (failed ones included: delete
+(a table, or one JSON object per video with --json) in the order named. With --out each video
+gets one JSON line, written and flushed as soon as it is answered: its file and the answer of
+POST /v1/predict, or "error": {"code", "message"} with the server's error codes (unreadable_file:
+a local file that cannot be opened). --resume skips the videos the file holds (failed ones included: delete
 their lines to try them again), so an interrupted run continues.
 A .parquet output has the same fields as typed columns (it cannot be resumed).
 
