@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from dcf import __version__
-from dcf.cli import data, evaluate, export, models, predict, serve, train, visualize
+from dcf.cli import convert, data, evaluate, export, models, predict, serve, train, visualize
 
 # Each subcommand module offers add_parser(subparsers) and run(args) -> exit code.
-SUBCOMMANDS = (serve, predict, visualize, models, data, train, evaluate, export)
+SUBCOMMANDS = (serve, predict, visualize, models, data, train, evaluate, export, convert)
 
 EPILOG = """\
 examples:
@@ -24,6 +24,7 @@ examples:
   dcf eval --checkpoint runs/demo/best.safetensors --data data/synth --split val
   dcf export onnx --checkpoint demo --out demo.onnx     ONNX with the custom correlation node
   dcf export verify --checkpoint demo --onnx demo.onnx  parity with PyTorch
+  dcf convert --from pytorchvideo X3D_S.pyth --arch x3d_s_dcf --out x3d_s_dcf.safetensors
 
 Run 'dcf COMMAND --help' for the options of a command.
 """

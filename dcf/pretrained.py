@@ -1,0 +1,216 @@
+"""Other codebases' weights as our checkpoints (``dcf convert``): PyTorchVideo and PySlowFast X3D.
+
+A converter renames the source's tensors to ours by role (a table of patterns per source), checks
+every name and shape, fills what the source lacks with its exact identity (PyTorchVideo's X3D has
+no BatchNorm on the first shortcut, where the channels do not change), and leaves the DCF blocks of
+a ``_dcf`` network fresh, so that its logits equal the source network's. Files are read with
+``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from dcf.checkpoint import CheckpointConfig, save_checkpoint
+from dcf.data.spec import InputSpec
+from dcf.models.registry import build_model
+
+Source = Literal["pytorchvideo", "slowfast"]
+SOURCES: tuple[Source, ...] = ("pytorchvideo", "slowfast")
+
+# The published recipes' clips (frames, crop, frame interval), Kinetics mean/std (PySlowFast's
+# X3D configs, the PyTorchVideo hub's): what a converted checkpoint is run with.
+X3D_RECIPES: dict[str, tuple[int, int, int]] = {
+    "x3d_xs": (4, 160, 12),
+    "x3d_s": (13, 160, 6),
+    "x3d_m": (16, 224, 5),
+    "x3d_l": (16, 312, 5),
+}
+
+# (source pattern, our name): the block index groups are kept, stage numbers shift by one.
+_PYTORCHVIDEO = [
+    (r"blocks\.0\.conv\.conv_t\.", "stem.0."),  # conv_t is the spatial 1x3x3 conv
+    (r"blocks\.0\.conv\.conv_xy\.", "stem.1."),  # conv_xy the temporal 5x1x1 one
+    (r"blocks\.0\.norm\.", "stem.2."),
+    (r"blocks\.([1-4])\.res_blocks\.(\d+)\.branch1_conv\.", r"stages.{s}.\2.shortcut.0."),
+    (r"blocks\.([1-4])\.res_blocks\.(\d+)\.branch1_norm\.", r"stages.{s}.\2.shortcut.1."),
+    (r"blocks\.([1-4])\.res_blocks\.(\d+)\.branch2\.conv_a\.", r"stages.{s}.\2.conv_a."),
+    (r"blocks\.([1-4])\.res_blocks\.(\d+)\.branch2\.norm_a\.", r"stages.{s}.\2.bn_a."),
+    (r"blocks\.([1-4])\.res_blocks\.(\d+)\.branch2\.conv_b\.", r"stages.{s}.\2.conv_b."),
+    (r"blocks\.([1-4])\.res_blocks\.(\d+)\.branch2\.norm_b\.0\.", r"stages.{s}.\2.bn_b."),
+    (r"blocks\.([1-4])\.res_blocks\.(\d+)\.branch2\.norm_b\.1\.block\.0\.", r"stages.{s}.\2.se.fc1."),
+    (r"blocks\.([1-4])\.res_blocks\.(\d+)\.branch2\.norm_b\.1\.block\.2\.", r"stages.{s}.\2.se.fc2."),
+    (r"blocks\.([1-4])\.res_blocks\.(\d+)\.branch2\.conv_c\.", r"stages.{s}.\2.conv_c."),
+    (r"blocks\.([1-4])\.res_blocks\.(\d+)\.branch2\.norm_c\.", r"stages.{s}.\2.bn_c."),
+    (r"blocks\.5\.pool\.pre_conv\.", "head.pre_conv."),
+    (r"blocks\.5\.pool\.pre_norm\.", "head.pre_norm."),
+    (r"blocks\.5\.pool\.post_conv\.", "head.post_conv."),
+    (r"blocks\.5\.proj\.", "head.fc."),
+]
+_SLOWFAST = [
+    (r"s1\.pathway0_stem\.conv_xy\.", "stem.0."),  # here conv_xy is the spatial conv
+    (r"s1\.pathway0_stem\.conv\.", "stem.1."),
+    (r"s1\.pathway0_stem\.bn\.", "stem.2."),
+    (r"s([2-5])\.pathway0_res(\d+)\.branch1\.", r"stages.{s}.\2.shortcut.0."),
+    (r"s([2-5])\.pathway0_res(\d+)\.branch1_bn\.", r"stages.{s}.\2.shortcut.1."),
+    (r"s([2-5])\.pathway0_res(\d+)\.branch2\.a\.", r"stages.{s}.\2.conv_a."),
+    (r"s([2-5])\.pathway0_res(\d+)\.branch2\.a_bn\.", r"stages.{s}.\2.bn_a."),
+    (r"s([2-5])\.pathway0_res(\d+)\.branch2\.b\.", r"stages.{s}.\2.conv_b."),
+    (r"s([2-5])\.pathway0_res(\d+)\.branch2\.b_bn\.", r"stages.{s}.\2.bn_b."),
+    (r"s([2-5])\.pathway0_res(\d+)\.branch2\.se\.fc1\.", r"stages.{s}.\2.se.fc1."),
+    (r"s([2-5])\.pathway0_res(\d+)\.branch2\.se\.fc2\.", r"stages.{s}.\2.se.fc2."),
+    (r"s([2-5])\.pathway0_res(\d+)\.branch2\.c\.", r"stages.{s}.\2.conv_c."),
+    (r"s([2-5])\.pathway0_res(\d+)\.branch2\.c_bn\.", r"stages.{s}.\2.bn_c."),
+    (r"head\.conv_5\.", "head.pre_conv."),
+    (r"head\.conv_5_bn\.", "head.pre_norm."),
+    (r"head\.lin_5\.", "head.post_conv."),
+    (r"head\.projection\.", "head.fc."),
+]
+_TABLES = {"pytorchvideo": (_PYTORCHVIDEO, 1), "slowfast": (_SLOWFAST, 2)}  # first stage's number
+
+
+def read_weights(path: str | Path) -> dict[str, Tensor]:
+    """The state dict in ``path``: a ``.pyth``/``.pth`` file, the dict itself or under ``model_state``
+    (PyTorchVideo, PySlowFast) or ``state_dict``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: Not a file ``torch.load`` reads with ``weights_only=True``, or no state dict in it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights not found: {path}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle refuses anything but tensors and plain containers
+        raise ValueError(
+            f"{path} cannot be read as weights (torch.load with weights_only=True): {str(exc)[:300]}"
+        ) from None
+    state = loaded
+    if isinstance(loaded, Mapping):
+        state = loaded.get("model_state", loaded.get("state_dict", loaded))
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(
+            f"{path} holds no state dict (a mapping of names to tensors, or one under 'model_state')"
+        )
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+def rename(state: Mapping[str, Tensor], source: Source) -> tuple[dict[str, Tensor], list[str]]:
+    """Our names for the source's tensors, and the source names no pattern knows."""
+    table, first = _TABLES[source]
+    renamed, unknown = {}, []
+    for name, tensor in state.items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        for pattern, ours in table:
+            match = re.match(pattern, name)
+            if match:
+                stage = int(match.group(1)) - first if match.re.groups else 0
+                prefix = match.expand(ours.replace("{s}", str(stage)))
+                renamed[prefix + name[match.end() :]] = tensor
+                break
+        else:
+            unknown.append(name)
+    return renamed, unknown
+
+
+def _identity_norm(norm: nn.BatchNorm3d) -> dict[str, Tensor]:
+    """A BatchNorm that passes its input through unchanged in eval mode."""
+    n = norm.num_features
+    return {
+        "weight": torch.ones(n),
+        "bias": torch.zeros(n),
+        "running_mean": torch.zeros(n),
+        "running_var": torch.full((n,), 1.0 - norm.eps),
+    }
+
+
+def convert_x3d(
+    state: Mapping[str, Tensor],
+    source: Source,
+    arch: str,
+    classes: Sequence[str] | None = None,
+) -> tuple[nn.Module, CheckpointConfig]:
+    """Our ``arch`` (an X3D, plain or ``_dcf``) with the source's weights; its DCF blocks fresh.
+
+    Raises:
+        ValueError: ``arch`` is not an X3D, the weights are not an X3D of that size (the names or
+            shapes that differ are listed), or ``classes`` does not match the head.
+    """
+    backbone = arch.removesuffix("_dcf")
+    if backbone not in X3D_RECIPES:
+        raise ValueError(
+            f"{source} X3D weights convert to {', '.join(f'{a}[_dcf]' for a in X3D_RECIPES)}, not {arch}"
+        )
+    renamed, unknown = rename(state, source)
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} tensors are not {source} X3D weights (is --from right?): {', '.join(unknown[:5])}"
+        )
+    fc = renamed.get("head.fc.weight")
+    if fc is None:
+        raise ValueError(f"no classifier in the weights (expected {_TABLES[source][0][-1][0]!r})")
+    num_classes = fc.shape[0]
+    names = tuple(classes) if classes is not None else tuple(f"class {i}" for i in range(num_classes))
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} labels given, but the head has {num_classes} classes")
+    frames, crop, interval = X3D_RECIPES[backbone]
+    config = CheckpointConfig(
+        arch,
+        names,
+        InputSpec.for_crop(frames, crop, sampling="interval", interval=interval),
+        recipe={"converted_from": source},
+    )
+    model = build_model(arch, num_classes=num_classes)
+    target = model.state_dict()
+    prefix = "backbone." if arch.endswith("_dcf") else ""
+    weights = {prefix + name: tensor for name, tensor in renamed.items()}
+    problems = [
+        f"{name}: {tuple(tensor.shape)} in the weights, {tuple(target[name].shape)} in {arch}"
+        for name, tensor in weights.items()
+        if name in target and target[name].shape != tensor.shape
+    ]
+    problems += [f"{name}: not in {arch}" for name in weights if name not in target]
+    if problems:
+        raise ValueError(f"the weights are not {arch}'s ({len(problems)} differ): " + "; ".join(problems[:5]))
+    for name, module in model.named_modules():
+        # A shortcut conv without its norm (PyTorchVideo, where the channels do not change): identity.
+        if (
+            name.endswith(".shortcut.1")
+            and f"{name}.weight" not in weights
+            and f"{name[:-2]}.0.weight" in weights
+        ):
+            assert isinstance(module, nn.BatchNorm3d)
+            weights.update({f"{name}.{key}": value for key, value in _identity_norm(module).items()})
+    missing = [
+        name
+        for name in target
+        if name not in weights and not name.endswith("num_batches_tracked") and not name.startswith("blocks.")
+    ]
+    if missing:
+        raise ValueError(f"the weights lack {len(missing)} of {arch}'s tensors: {', '.join(missing[:5])}")
+    model.load_state_dict({**target, **weights})
+    return model.eval(), config
+
+
+def convert(
+    source: Source,
+    src: str | Path,
+    arch: str,
+    out: str | Path,
+    labels: str | Path | None = None,
+) -> CheckpointConfig:
+    """``dcf convert``: reads ``src``, converts it to ``arch`` and writes our checkpoint to ``out``."""
+    classes = None
+    if labels is not None:
+        classes = [line.strip() for line in Path(labels).read_text().splitlines() if line.strip()]
+    model, config = convert_x3d(read_weights(src), source, arch, classes)
+    save_checkpoint(out, model, config)
+    return config
