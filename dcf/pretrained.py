@@ -1,7 +1,7 @@
 """Other codebases' weights as our checkpoints (``dcf convert``): PyTorchVideo and PySlowFast X3D.
 
 A converter renames the source's tensors to ours by role (a table of patterns per source), checks
-every name and shape, fills what the source lacks with its exact identity (PyTorchVideo's X3D has
+every name and shape, fills what the source lacks with an identity (PyTorchVideo's X3D has
 no BatchNorm on the first shortcut, where the channels do not change), and leaves the DCF blocks of
 a ``_dcf`` network fresh, so that its logits equal the source network's. Files are read with
 ``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
@@ -24,13 +24,14 @@ from dcf.models.registry import build_model
 Source = Literal["pytorchvideo", "slowfast"]
 SOURCES: tuple[Source, ...] = ("pytorchvideo", "slowfast")
 
-# The published recipes' clips (frames, crop, frame interval), Kinetics mean/std (PySlowFast's
-# X3D configs, the PyTorchVideo hub's): what a converted checkpoint is run with.
-X3D_RECIPES: dict[str, tuple[int, int, int]] = {
-    "x3d_xs": (4, 160, 12),
-    "x3d_s": (13, 160, 6),
-    "x3d_m": (16, 224, 5),
-    "x3d_l": (16, 312, 5),
+# The published recipes (PySlowFast's configs/Kinetics/X3D_*.yaml, the PyTorchVideo hub's): frames,
+# crop, frame interval, training short-side jitter; tested with the short side at the crop (one
+# centre view; the papers' 30-view protocol uses larger test short sides). Kinetics mean/std.
+X3D_RECIPES: dict[str, tuple[int, int, int, tuple[int, int]]] = {
+    "x3d_xs": (4, 160, 12, (182, 228)),
+    "x3d_s": (13, 160, 6, (182, 228)),
+    "x3d_m": (16, 224, 5, (256, 320)),
+    "x3d_l": (16, 312, 5, (356, 446)),
 }
 
 # (source pattern, our name): the block index groups are kept, stage numbers shift by one.
@@ -88,9 +89,15 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
         raise FileNotFoundError(f"weights not found: {path}")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle refuses anything but tensors and plain containers
+    except Exception as exc:  # torch's weights-only reader: tensors and plain containers only
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise ValueError(
+                f"{path} holds more than tensors and plain containers (it refers to {found[1]}): such "
+                "files are never unpickled here; expected a state dict saved with torch.save"
+            ) from None
         raise ValueError(
-            f"{path} cannot be read as weights (torch.load with weights_only=True): {str(exc)[:300]}"
+            f"{path} cannot be read as weights saved with torch.save (torch's weights-only reader refused it)"
         ) from None
     state = loaded
     if isinstance(loaded, Mapping):
@@ -122,7 +129,7 @@ def rename(state: Mapping[str, Tensor], source: Source) -> tuple[dict[str, Tenso
 
 
 def _identity_norm(norm: nn.BatchNorm3d) -> dict[str, Tensor]:
-    """A BatchNorm that passes its input through unchanged in eval mode."""
+    """A BatchNorm that passes its input through in eval mode (to rounding: its variance is 1 - eps)."""
     n = norm.num_features
     return {
         "weight": torch.ones(n),
@@ -138,7 +145,9 @@ def convert_x3d(
     arch: str,
     classes: Sequence[str] | None = None,
 ) -> tuple[nn.Module, CheckpointConfig]:
-    """Our ``arch`` (an X3D, plain or ``_dcf``) with the source's weights; its DCF blocks fresh.
+    """Our ``arch`` (an X3D, plain or ``_dcf``) with the source's weights; its DCF blocks fresh
+    (seeded: the same file gives the same checkpoint). X3D-XS, S and M are one network (their
+    weights fit each other's): ``arch`` picks the recipe; L is deeper and is told apart.
 
     Raises:
         ValueError: ``arch`` is not an X3D, the weights are not an X3D of that size (the names or
@@ -156,19 +165,20 @@ def convert_x3d(
         )
     fc = renamed.get("head.fc.weight")
     if fc is None:
-        raise ValueError(f"no classifier in the weights (expected {_TABLES[source][0][-1][0]!r})")
+        expected = {"pytorchvideo": "blocks.5.proj.weight", "slowfast": "head.projection.weight"}[source]
+        raise ValueError(f"no classifier in the weights (expected {expected})")
     num_classes = fc.shape[0]
     names = tuple(classes) if classes is not None else tuple(f"class {i}" for i in range(num_classes))
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} labels given, but the head has {num_classes} classes")
-    frames, crop, interval = X3D_RECIPES[backbone]
-    config = CheckpointConfig(
-        arch,
-        names,
-        InputSpec.for_crop(frames, crop, sampling="interval", interval=interval),
-        recipe={"converted_from": source},
+    frames, crop, interval, jitter = X3D_RECIPES[backbone]
+    spec = InputSpec.for_crop(
+        frames, crop, sampling="interval", interval=interval, train_short_side=jitter, test_short_side=crop
     )
-    model = build_model(arch, num_classes=num_classes)
+    config = CheckpointConfig(arch, names, spec, recipe={"converted_from": source})
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model(arch, num_classes=num_classes)
     target = model.state_dict()
     prefix = "backbone." if arch.endswith("_dcf") else ""
     weights = {prefix + name: tensor for name, tensor in renamed.items()}
@@ -181,13 +191,19 @@ def convert_x3d(
     if problems:
         raise ValueError(f"the weights are not {arch}'s ({len(problems)} differ): " + "; ".join(problems[:5]))
     for name, module in model.named_modules():
-        # A shortcut conv without its norm (PyTorchVideo, where the channels do not change): identity.
+        # PyTorchVideo's shortcut has no norm where the channels do not change (the first block):
+        # ours gets an identity there, and only there (anything else missing is refused below).
+        conv = weights.get(f"{name[:-2]}.0.weight")
         if (
-            name.endswith(".shortcut.1")
-            and f"{name}.weight" not in weights
-            and f"{name[:-2]}.0.weight" in weights
+            source == "pytorchvideo"
+            and isinstance(module, nn.BatchNorm3d)
+            and name.endswith(".shortcut.1")
+            and conv is not None
+            and conv.shape[0] == conv.shape[1]
+            and not any(
+                f"{name}.{key}" in weights for key in ("weight", "bias", "running_mean", "running_var")
+            )
         ):
-            assert isinstance(module, nn.BatchNorm3d)
             weights.update({f"{name}.{key}": value for key, value in _identity_norm(module).items()})
     missing = [
         name
@@ -210,7 +226,9 @@ def convert(
     """``dcf convert``: reads ``src``, converts it to ``arch`` and writes our checkpoint to ``out``."""
     classes = None
     if labels is not None:
-        classes = [line.strip() for line in Path(labels).read_text().splitlines() if line.strip()]
+        classes = [
+            line.strip() for line in Path(labels).read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
     model, config = convert_x3d(read_weights(src), source, arch, classes)
     save_checkpoint(out, model, config)
     return config

@@ -23,14 +23,17 @@ RTOL = 1e-4  # float32, relative to the largest logit (the issue's bound); seen:
 @pytest.fixture(scope="module")
 def create_x3d() -> Iterator[object]:
     """PyTorchVideo 0.1.5's X3D builder. Its models package imports torchvision for a detection
-    head X3D does not use; torchvision's wheel does not import beside the CPU torch here, so that
-    import gets an empty stand-in for as long as these tests run."""
-    stubs = {
-        name: types.ModuleType(name) for name in ("torchvision", "torchvision.ops", "torchvision.transforms")
-    }
-    stubs["torchvision.ops"].RoIAlign = type("RoIAlign", (), {})  # type: ignore[attr-defined]
-    stubs["torchvision"].ops = stubs["torchvision.ops"]  # type: ignore[attr-defined]
-    saved = {name: sys.modules.get(name) for name in stubs}
+    head X3D does not use; torchvision's wheel does not import beside the CPU torch here, so where
+    it is missing that import gets an empty stand-in, removed (with pytorchvideo) afterwards."""
+    try:
+        import torchvision  # noqa: F401
+
+        stubs = {}
+    except ImportError:
+        names = ("torchvision", "torchvision.ops", "torchvision.transforms")
+        stubs = {name: types.ModuleType(name) for name in names}
+        stubs["torchvision.ops"].RoIAlign = type("RoIAlign", (), {})  # type: ignore[attr-defined]
+        stubs["torchvision"].ops = stubs["torchvision.ops"]  # type: ignore[attr-defined]
     sys.modules.update(stubs)
     try:
         x3d = pytest.importorskip(
@@ -38,11 +41,8 @@ def create_x3d() -> Iterator[object]:
         )
         yield x3d.create_x3d
     finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+        for name in [*stubs, *(n for n in sys.modules if n.split(".")[0] == "pytorchvideo")]:
+            sys.modules.pop(name, None)
 
 
 def _randomised(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -88,9 +88,15 @@ def test_pytorchvideo_x3d_gives_equal_logits(create_x3d, arch: str, tmp_path: Pa
     with torch.no_grad():
         expected, actual = source(x), ours(x)
     assert ((actual - expected).abs().max() / expected.abs().max()).item() <= RTOL
-    recipe = X3D_RECIPES[arch.removesuffix("_dcf")]
+    frames, crop, interval, jitter = X3D_RECIPES[arch.removesuffix("_dcf")]
     spec = ours.input_spec
-    assert (spec.num_frames, spec.crop_size, spec.interval, spec.sampling) == (*recipe, "interval")
+    assert (spec.num_frames, spec.crop_size, spec.interval, spec.sampling) == (
+        frames,
+        crop,
+        interval,
+        "interval",
+    )
+    assert (spec.train_short_side, spec.test_short_side) == (jitter, crop)
     assert ours.classes[6] == "action 6"
 
 
@@ -156,18 +162,40 @@ def test_what_is_not_x3d_weights_is_refused(create_x3d, tmp_path: Path) -> None:
         convert_x3d(deep, "slowfast", "x3d_l")
     with pytest.raises(ValueError, match="3 labels given, but the head has 5 classes"):
         convert_x3d(deep, "pytorchvideo", "x3d_l", ["a", "b", "c"])
+    pytorchvideo = create_x3d(depth_factor=2.2, model_num_class=5, head_activation=None).state_dict()
+    cut = {k: v for k, v in pytorchvideo.items() if k != "blocks.2.res_blocks.0.branch1_norm.running_var"}
+    with pytest.raises(
+        ValueError, match=r"lack 1 of x3d_s's tensors: stages\.1\.0\.shortcut\.1\.running_var"
+    ):
+        convert_x3d(cut, "pytorchvideo", "x3d_s")  # a norm it has elsewhere is never made up
+    slowfast = _slowfast_layout(pytorchvideo)  # no norm on the first shortcut: PySlowFast has one
+    with pytest.raises(ValueError, match=r"lack 4 of x3d_s's tensors: stages\.0\.0\.shortcut\.1\.weight"):
+        convert_x3d(slowfast, "slowfast", "x3d_s")
+
+
+def test_only_weights_are_read(tmp_path: Path) -> None:
     (tmp_path / "text.pyth").write_text("not weights")
-    with pytest.raises(ValueError, match="cannot be read as weights"):
+    with pytest.raises(ValueError, match=r"cannot be read as weights saved with torch\.save"):
         read_weights(tmp_path / "text.pyth")
-    # A pickle that would run code on load is refused by weights_only, not run.
-    (tmp_path / "evil.pyth").write_bytes(pickle.dumps(_Evil()))
-    with pytest.raises(ValueError, match="weights_only=True"):
+    # A pickle that would run code when loaded: refused by torch's weights-only unpickler, not run.
+    (tmp_path / "evil.pyth").write_bytes(pickle.dumps(_Evil(tmp_path / "ran"), protocol=2))
+    with pytest.raises(
+        ValueError, match=r"more than tensors .*\(it refers to [\w.]*exec\): such files are never"
+    ):
         read_weights(tmp_path / "evil.pyth")
     assert not (tmp_path / "ran").exists()
+    torch.save({"model_state": {"a": torch.zeros(1)}, "cfg": "..."}, tmp_path / "ok.pyth")
+    assert list(read_weights(tmp_path / "ok.pyth")) == ["a"]
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(ValueError, match="holds no state dict"):
+        read_weights(tmp_path / "list.pth")
     with pytest.raises(FileNotFoundError, match="weights not found"):
         read_weights(tmp_path / "missing.pyth")
 
 
 class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (exec, ("open('ran', 'w')",))
+        return (exec, (f"open({str(self.marker)!r}, 'w')",))
