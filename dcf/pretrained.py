@@ -1,10 +1,12 @@
-"""Other codebases' weights as our checkpoints (``dcf convert``): PyTorchVideo and PySlowFast X3D.
+"""Other codebases' weights as our checkpoints (``dcf convert``): PyTorchVideo and PySlowFast X3D,
+torchvision's ImageNet ResNet-50/101 onto R(2+1)D.
 
 A converter renames the source's tensors to ours by role (a table of patterns per source), checks
-every name and shape, fills what the source lacks with an identity (PyTorchVideo's X3D has
-no BatchNorm on the first shortcut, where the channels do not change), and leaves the DCF blocks of
-a ``_dcf`` network fresh, so that its logits equal the source network's. Files are read with
-``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
+every name and shape, fills what the source lacks with an identity (PyTorchVideo's X3D has no
+BatchNorm on the first shortcut, where the channels do not change; a 2D ResNet has no temporal
+convs, which start as the identity in time), and leaves the DCF blocks of a ``_dcf`` network fresh,
+so that its logits equal the source network's. Files are read with ``torch.load(weights_only=True)``:
+tensors and plain containers only, never arbitrary objects.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import torch
 from torch import Tensor, nn
 
 from dcf.checkpoint import CheckpointConfig, save_checkpoint
-from dcf.data.spec import InputSpec
+from dcf.data.spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from dcf.models.registry import build_model
 
-Source = Literal["pytorchvideo", "slowfast"]
-SOURCES: tuple[Source, ...] = ("pytorchvideo", "slowfast")
+Source = Literal["pytorchvideo", "slowfast", "torchvision"]
+SOURCES: tuple[Source, ...] = ("pytorchvideo", "slowfast", "torchvision")
 
 # The published recipes (PySlowFast's configs/Kinetics/X3D_*.yaml, the PyTorchVideo hub's): frames,
 # crop, frame interval, training short-side jitter; tested with the short side at the crop (one
@@ -33,6 +35,9 @@ X3D_RECIPES: dict[str, tuple[int, int, int, tuple[int, int]]] = {
     "x3d_m": (16, 224, 5, (256, 320)),
     "x3d_l": (16, 312, 5, (356, 446)),
 }
+# An ImageNet ResNet becomes an R(2+1)D at the paper's Something-Something clip (8 segments, 224 px
+# crop) with ImageNet's mean/std: its first layers still expect the colours they were trained on.
+RESNET_ARCHS = ("r2plus1d_r50", "r2plus1d_r101")
 
 # (source pattern, our name): the block index groups are kept, stage numbers shift by one.
 _PYTORCHVIDEO = [
@@ -73,7 +78,19 @@ _SLOWFAST = [
     (r"head\.lin_5\.", "head.post_conv."),
     (r"head\.projection\.", "head.fc."),
 ]
-_TABLES = {"pytorchvideo": (_PYTORCHVIDEO, 1), "slowfast": (_SLOWFAST, 2)}  # first stage's number
+_TORCHVISION = [
+    (r"conv1\.", "stem.0."),
+    (r"bn1\.", "stem.1."),
+    (r"layer([1-4])\.(\d+)\.(conv[123]|bn[123])\.", r"stages.{s}.\2.\3."),
+    (r"layer([1-4])\.(\d+)\.downsample\.([01])\.", r"stages.{s}.\2.shortcut.\3."),
+    (r"fc\.", "head.fc."),
+]
+# source -> (pattern table, number of its first stage, its classifier's weight, our architectures)
+_TABLES: dict[Source, tuple[list[tuple[str, str]], int, str, tuple[str, ...]]] = {
+    "pytorchvideo": (_PYTORCHVIDEO, 1, "blocks.5.proj.weight", tuple(X3D_RECIPES)),
+    "slowfast": (_SLOWFAST, 2, "head.projection.weight", tuple(X3D_RECIPES)),
+    "torchvision": (_TORCHVISION, 1, "fc.weight", RESNET_ARCHS),
+}
 
 
 def read_weights(path: str | Path) -> dict[str, Tensor]:
@@ -111,7 +128,7 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
 
 def rename(state: Mapping[str, Tensor], source: Source) -> tuple[dict[str, Tensor], list[str]]:
     """Our names for the source's tensors, and the source names no pattern knows."""
-    table, first = _TABLES[source]
+    table, first = _TABLES[source][:2]
     renamed, unknown = {}, []
     for name, tensor in state.items():
         if name.endswith("num_batches_tracked"):
@@ -121,6 +138,8 @@ def rename(state: Mapping[str, Tensor], source: Source) -> tuple[dict[str, Tenso
             if match:
                 stage = int(match.group(1)) - first if match.re.groups else 0
                 prefix = match.expand(ours.replace("{s}", str(stage)))
+                if source == "torchvision" and tensor.dim() == 4:  # a 2D kernel: one frame deep
+                    tensor = tensor.unsqueeze(2)
                 renamed[prefix + name[match.end() :]] = tensor
                 break
         else:
@@ -139,60 +158,25 @@ def _identity_norm(norm: nn.BatchNorm3d) -> dict[str, Tensor]:
     }
 
 
-def convert_x3d(
-    state: Mapping[str, Tensor],
-    source: Source,
-    arch: str,
-    classes: Sequence[str] | None = None,
-) -> tuple[nn.Module, CheckpointConfig]:
-    """Our ``arch`` (an X3D, plain or ``_dcf``) with the source's weights; its DCF blocks fresh
-    (seeded: the same file gives the same checkpoint). X3D-XS, S and M are one network (their
-    weights fit each other's): ``arch`` picks the recipe; L is deeper and is told apart.
-
-    Raises:
-        ValueError: ``arch`` is not an X3D, the weights are not an X3D of that size (the names or
-            shapes that differ are listed), or ``classes`` does not match the head.
-    """
+def input_spec(source: Source, arch: str) -> InputSpec:
+    """The clip the source's recipe trained on, for our ``arch``."""
     backbone = arch.removesuffix("_dcf")
-    if backbone not in X3D_RECIPES:
-        raise ValueError(
-            f"{source} X3D weights convert to {', '.join(f'{a}[_dcf]' for a in X3D_RECIPES)}, not {arch}"
-        )
-    renamed, unknown = rename(state, source)
-    if unknown:
-        raise ValueError(
-            f"{len(unknown)} tensors are not {source} X3D weights (is --from right?): {', '.join(unknown[:5])}"
-        )
-    fc = renamed.get("head.fc.weight")
-    if fc is None:
-        expected = {"pytorchvideo": "blocks.5.proj.weight", "slowfast": "head.projection.weight"}[source]
-        raise ValueError(f"no classifier in the weights (expected {expected})")
-    num_classes = fc.shape[0]
-    names = tuple(classes) if classes is not None else tuple(f"class {i}" for i in range(num_classes))
-    if len(names) != num_classes:
-        raise ValueError(f"{len(names)} labels given, but the head has {num_classes} classes")
+    if source == "torchvision":
+        return InputSpec.for_crop(8, 224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     frames, crop, interval, jitter = X3D_RECIPES[backbone]
-    spec = InputSpec.for_crop(
+    return InputSpec.for_crop(
         frames, crop, sampling="interval", interval=interval, train_short_side=jitter, test_short_side=crop
     )
-    config = CheckpointConfig(arch, names, spec, recipe={"converted_from": source})
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = build_model(arch, num_classes=num_classes)
-    target = model.state_dict()
-    prefix = "backbone." if arch.endswith("_dcf") else ""
-    weights = {prefix + name: tensor for name, tensor in renamed.items()}
-    problems = [
-        f"{name}: {tuple(tensor.shape)} in the weights, {tuple(target[name].shape)} in {arch}"
-        for name, tensor in weights.items()
-        if name in target and target[name].shape != tensor.shape
-    ]
-    problems += [f"{name}: not in {arch}" for name in weights if name not in target]
-    if problems:
-        raise ValueError(f"the weights are not {arch}'s ({len(problems)} differ): " + "; ".join(problems[:5]))
+
+
+def _fill(source: Source, model: nn.Module, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Identities for what the source has no counterpart of (only those: anything else missing is
+    refused by the caller)."""
+    filled = {}
     for name, module in model.named_modules():
-        # PyTorchVideo's shortcut has no norm where the channels do not change (the first block):
-        # ours gets an identity there, and only there (anything else missing is refused below).
+        if source == "torchvision" and isinstance(module, nn.Conv3d) and name.endswith(".conv_t"):
+            filled[f"{name}.weight"] = module.weight.detach().clone()  # a fresh one: a delta in time
+        # PyTorchVideo's shortcut has no norm where the channels do not change (the first block).
         conv = weights.get(f"{name[:-2]}.0.weight")
         if (
             source == "pytorchvideo"
@@ -204,11 +188,72 @@ def convert_x3d(
                 f"{name}.{key}" in weights for key in ("weight", "bias", "running_mean", "running_var")
             )
         ):
-            weights.update({f"{name}.{key}": value for key, value in _identity_norm(module).items()})
+            filled.update({f"{name}.{key}": value for key, value in _identity_norm(module).items()})
+    return filled
+
+
+def convert_weights(
+    state: Mapping[str, Tensor],
+    source: Source,
+    arch: str,
+    classes: Sequence[str] | None = None,
+    num_classes: int | None = None,
+) -> tuple[nn.Module, CheckpointConfig]:
+    """Our ``arch`` with the source's weights; its DCF blocks fresh (seeded: the same file gives the
+    same checkpoint). PyTorchVideo and PySlowFast X3D go onto ``x3d_*``: X3D-XS, S and M are one
+    network (their weights fit each other's), ``arch`` picks the recipe; L is deeper and is told
+    apart. torchvision's ResNet-50/101 go onto ``r2plus1d_r50|r101``, each temporal conv the identity:
+    the network answers every clip with the 2D network's logits averaged over its frames.
+
+    ``num_classes`` other than the source head's gives a new, seeded head (a fine-tuning start);
+    ``classes`` must then have that many names.
+
+    Raises:
+        ValueError: ``arch`` is not one of the source's, the weights are not that network (the names
+            or shapes that differ are listed), or ``classes`` does not match the head.
+    """
+    _, _, classifier, archs = _TABLES[source]
+    if arch.removesuffix("_dcf") not in archs:
+        raise ValueError(f"{source} weights convert to {', '.join(f'{a}[_dcf]' for a in archs)}, not {arch}")
+    renamed, unknown = rename(state, source)
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} tensors are not {source} weights (is --from right?): {', '.join(unknown[:5])}"
+        )
+    fc = renamed.get("head.fc.weight")
+    if fc is None:
+        raise ValueError(f"no classifier in the weights (expected {classifier})")
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    new_head = num_classes is not None and num_classes != fc.shape[0]
+    if new_head:
+        renamed = {name: tensor for name, tensor in renamed.items() if not name.startswith("head.fc.")}
+    count = num_classes if num_classes is not None else fc.shape[0]
+    names = tuple(classes) if classes is not None else tuple(f"class {i}" for i in range(count))
+    if len(names) != count:
+        raise ValueError(f"{len(names)} labels given, but the head has {count} classes")
+    recipe = {"converted_from": source, "source_classes": int(fc.shape[0]), "new_head": new_head}
+    config = CheckpointConfig(arch, names, input_spec(source, arch), recipe=recipe)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model(arch, num_classes=count)
+    target = model.state_dict()
+    prefix = "backbone." if arch.endswith("_dcf") else ""
+    weights = {prefix + name: tensor for name, tensor in renamed.items()}
+    problems = [
+        f"{name}: {tuple(tensor.shape)} in the weights, {tuple(target[name].shape)} in {arch}"
+        for name, tensor in weights.items()
+        if name in target and target[name].shape != tensor.shape
+    ]
+    problems += [f"{name}: not in {arch}" for name in weights if name not in target]
+    if problems:
+        raise ValueError(f"the weights are not {arch}'s ({len(problems)} differ): " + "; ".join(problems[:5]))
+    weights |= _fill(source, model, weights)
+    fresh = ("blocks.", f"{prefix}head.fc.") if new_head else ("blocks.",)  # DCF blocks, a new head
     missing = [
         name
         for name in target
-        if name not in weights and not name.endswith("num_batches_tracked") and not name.startswith("blocks.")
+        if name not in weights and not name.endswith("num_batches_tracked") and not name.startswith(fresh)
     ]
     if missing:
         raise ValueError(f"the weights lack {len(missing)} of {arch}'s tensors: {', '.join(missing[:5])}")
@@ -222,6 +267,7 @@ def convert(
     arch: str,
     out: str | Path,
     labels: str | Path | None = None,
+    num_classes: int | None = None,
 ) -> CheckpointConfig:
     """``dcf convert``: reads ``src``, converts it to ``arch`` and writes our checkpoint to ``out``."""
     classes = None
@@ -229,6 +275,6 @@ def convert(
         classes = [
             line.strip() for line in Path(labels).read_text(encoding="utf-8").splitlines() if line.strip()
         ]
-    model, config = convert_x3d(read_weights(src), source, arch, classes)
+    model, config = convert_weights(read_weights(src), source, arch, classes, num_classes)
     save_checkpoint(out, model, config)
     return config

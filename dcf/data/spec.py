@@ -17,6 +17,9 @@ Sampling = Literal["segment", "interval"]
 # Kinetics-trained X3D and torchvision video models normalise with these (RGB, 0..1 scale).
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
+# torchvision's ImageNet classifiers normalise with these.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
