@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from bench.common import machine_description, write_results
 from dcf._io import atomic_write_bytes
 from dcf.checkpoint import checkpoint_of, load_checkpoint
-from dcf.data.datasets import ClipDataset, read_dataset
+from dcf.data.datasets import ClipDataset, collate, read_dataset
 from dcf.training.config import load_config
 from dcf.training.engine import evaluate, read_metrics, train
 
@@ -112,13 +112,15 @@ def _run_variant(
     model = load_checkpoint(out / "best.safetensors")
     spec = checkpoint_of(model).input_spec
     test = ClipDataset(read_dataset(args.data, "folder", "test"), spec, train=False)
-    result = evaluate(model, DataLoader(test, batch_size=16, num_workers=1), torch.device("cpu"))
+    result = evaluate(
+        model, DataLoader(test, batch_size=16, num_workers=1, collate_fn=collate), torch.device("cpu")
+    )
     return {
         "variant": name,
         "epochs": args.epochs,
         "params": sum(p.numel() for p in model.parameters()),
-        "top1": result["top1"],
-        "top5": result["top5"],
+        "top1": result.top1,
+        "top5": result.top5,
         "minutes": sum(e["epoch_s"] for e in read_metrics(out / "metrics.jsonl")) / 60,
     }
 

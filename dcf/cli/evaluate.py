@@ -10,7 +10,8 @@ from typing import Any
 DESCRIPTION = """\
 Evaluate a checkpoint with the paper's protocols: 1 clip x centre crop (default), or several
 clips x 3 crops (--clips 10 --crops 3), scores averaged over the views. Sampling and
-preprocessing come from the checkpoint's own input spec.
+preprocessing come from the checkpoint's own input spec. A video that cannot be decoded is
+reported as a failure (named, with the reason) and left out of top-1/top-5; the exit code is then 1.
 
 examples:
   dcf eval --checkpoint demo --data data/synth --split test
@@ -43,7 +44,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8, help="videos per batch (default: 8)")
     parser.add_argument("--workers", type=int, default=2, help="data loader processes (default: 2)")
-    parser.add_argument("--json", action="store_true", help="print {top1, top5, videos} as JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="print {top1, top5, videos, failed: [{file, error}]} as JSON"
+    )
     parser.set_defaults(run=run)
 
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from dcf.checkpoint import checkpoint_of, load_checkpoint
-    from dcf.data.datasets import ClipDataset, read_dataset
+    from dcf.data.datasets import ClipDataset, collate, read_dataset
     from dcf.training.engine import evaluate
 
     if args.clips < 1:
@@ -65,13 +68,17 @@ def run(args: argparse.Namespace) -> int:
             f"the dataset's classes {videos.classes} differ from the checkpoint's {list(config.classes)}"
         )
     dataset = ClipDataset(videos, config.input_spec, train=False, num_clips=args.clips, num_crops=args.crops)
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate)
     result = evaluate(model, loader, torch.device("cpu"), progress=not args.json)
     if args.json:
-        print(json.dumps({"top1": result["top1"], "top5": result["top5"], "videos": result["videos"]}))
+        failed = [{"file": broken.path, "error": broken.reason} for broken in result.failures]
+        print(
+            json.dumps({"top1": result.top1, "top5": result.top5, "videos": result.videos, "failed": failed})
+        )
     else:
+        note = f", {result.failed} failed (named above)" if result.failed else ""
         print(
             f"{args.checkpoint} on {args.data} [{args.split}], {args.clips} clip(s) x {args.crops} crop(s): "
-            f"top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}% over {result['videos']} videos"
+            f"top-1 {result.top1:.2f}%, top-5 {result.top5:.2f}% over {result.videos} videos{note}"
         )
-    return 0
+    return 1 if result.failed else 0

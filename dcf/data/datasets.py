@@ -19,15 +19,17 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from dcf.data.spec import InputSpec
-from dcf.data.video import VIDEO_SUFFIXES, open_video
+from dcf.data.video import VIDEO_SUFFIXES, VideoDecodeError, VideoLimitError, open_video
 from dcf.data.views import eval_views, train_view
 
 Format = Literal["ssv1", "ssv2", "kinetics", "folder"]
@@ -126,11 +128,53 @@ def read_dataset(root: str | Path, fmt: Format, split: str) -> VideoList:
     return videos
 
 
-class ClipDataset(Dataset[tuple[Tensor, int]]):
+class Broken(NamedTuple):
+    """A video that could not be decoded or sampled, and why."""
+
+    path: str
+    reason: str
+
+
+class Sample(NamedTuple):
+    """One item of a :class:`ClipDataset`: the clip(s), the label, and the videos skipped for it
+    (training: broken draws replaced by another video; evaluation: this video itself, whose clips
+    are then zeros and must not be scored)."""
+
+    clips: Tensor
+    label: int
+    broken: tuple[Broken, ...] = ()
+    failed: bool = False  # evaluation: this video could not be decoded (its clips are zeros)
+
+
+class Batch(NamedTuple):
+    clips: Tensor
+    labels: Tensor
+    broken: list[Broken]  # every skipped video of the batch
+    failed: Tensor  # (N,) bool: evaluation only, the rows whose video could not be decoded
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    """A :class:`Batch` of samples (the ``collate_fn`` of loaders over a :class:`ClipDataset`)."""
+    return Batch(
+        torch.stack([s.clips for s in samples]),
+        torch.tensor([s.label for s in samples]),
+        [b for s in samples for b in s.broken],
+        torch.tensor([s.failed for s in samples]),
+    )
+
+
+# What a broken file raises (the decoder's own errors); anything else is a bug and propagates.
+BROKEN_VIDEO_ERRORS = (VideoDecodeError, VideoLimitError)
+MAX_DRAWS = 10  # training draws in a row that may fail before the split is called broken
+
+
+class ClipDataset(Dataset[Sample]):
     """Decoded, sampled and preprocessed clips of a :class:`VideoList`.
 
-    Training (``train=True``): one random clip, random scale and crop, shape (3, T, S, S).
-    Evaluation: ``num_clips`` x ``num_crops`` views, shape (views, 3, T, S, S).
+    Training (``train=True``): one random clip, random scale and crop, shape (3, T, S, S); a video
+    that cannot be decoded is replaced by another drawn at random (reproducibly), and named in
+    :attr:`Sample.broken`. Evaluation: ``num_clips`` x ``num_crops`` views, shape
+    (views, 3, T, S, S); a video that cannot be decoded gives zeros and itself in ``broken``.
     """
 
     def __init__(
@@ -150,9 +194,29 @@ class ClipDataset(Dataset[tuple[Tensor, int]]):
     def __len__(self) -> int:
         return len(self.videos.records)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        path, label = self.videos.records[index]
-        video = open_video(path)
-        if self.train:
-            return train_view(video, self.spec, random.Random(hash((self.seed, self.epoch, index)))), label
-        return eval_views(video, self.spec, self.num_clips, self.num_crops), label
+    def __getitem__(self, index: int) -> Sample:
+        if not self.train:
+            path, label = self.videos.records[index]
+            try:
+                return Sample(eval_views(open_video(path), self.spec, self.num_clips, self.num_crops), label)
+            except BROKEN_VIDEO_ERRORS as exc:
+                views = self.num_clips * self.num_crops
+                size = self.spec.crop_size
+                zeros = torch.zeros(views, 3, self.spec.num_frames, size, size)
+                return Sample(zeros, label, (Broken(str(path), str(exc)),), failed=True)
+        broken: list[Broken] = []
+        for draw in range(MAX_DRAWS):
+            rng = random.Random(
+                hash((self.seed, self.epoch, index, draw) if draw else (self.seed, self.epoch, index))
+            )
+            if draw:  # the video drawn first was broken: another, at random
+                index = rng.randrange(len(self))
+            path, label = self.videos.records[index]
+            try:
+                return Sample(train_view(open_video(path), self.spec, rng), label, tuple(broken))
+            except BROKEN_VIDEO_ERRORS as exc:
+                broken.append(Broken(str(path), str(exc)))
+        raise VideoDecodeError(
+            f"{MAX_DRAWS} videos drawn in a row could not be decoded (the last: {broken[-1].path}: "
+            f"{broken[-1].reason}); check the split with `dcf data check`"
+        )

@@ -317,3 +317,14 @@ def write_collection(folder: Path, count: int, kind: str = "synthetic", seed: in
             raise ValueError(f"kind must be synthetic or h264, got {kind!r}")
         paths.append(path)
     return paths
+
+
+def write_broken_split(root: Path) -> None:
+    """A folder-per-class split of two good videos (``a/good.mp4``, ``b/good.mp4``) and the broken
+    files real downloads leave: ``a/empty.mp4`` (no bytes), ``b/cut.mp4`` (an MP4 cut short, its
+    index lost) and ``b/text.mp4`` (an HTML error page saved as a video)."""
+    write_video(root / "a" / "good.mp4", moving_square(12, 40, 56))
+    write_video(root / "b" / "good.mp4", moving_square(12, 40, 56, seed=1))
+    (root / "a" / "empty.mp4").write_bytes(b"")
+    (root / "b" / "cut.mp4").write_bytes(truncated(encoded(".mp4", moving_square(24, 40, 56)), keep=0.3))
+    (root / "b" / "text.mp4").write_text("<html>404 Not Found</html>")

@@ -16,11 +16,17 @@ from dcf._json import lists_to_tuples
 from dcf.data.datasets import FORMATS, Format
 from dcf.data.spec import InputSpec, Sampling
 
+DEFAULT_ARCHITECTURE = "x3d_xs_dcf"
+DEFAULT_CLIP = (8, 112)  # frames, crop
+
 
 @dataclass(frozen=True)
 class ModelSection:
-    architecture: str = "x3d_xs_dcf"  # a name from `dcf models`
+    architecture: str | None = None  # a name from `dcf models`; None: the init checkpoint's, or x3d_xs_dcf
     kwargs: dict[str, Any] = field(default_factory=dict)  # build_model overrides, e.g. widths, dropout
+    # A checkpoint (ours, e.g. from `dcf convert`) to start from: every tensor loaded strictly, the
+    # head new if the class count differs; its architecture, model kwargs and clip are the defaults.
+    init: str | None = None
 
 
 @dataclass(frozen=True)
@@ -29,20 +35,32 @@ class DataSection:
     format: Format = "folder"  # ssv1 | ssv2 | kinetics | folder
     train_split: str = "train"
     val_split: str = "val"
-    num_frames: int = 8
-    crop_size: int = 112
-    sampling: Sampling = "segment"
-    interval: int | None = None  # frame stride for interval sampling; None: the paper's for num_frames
-    train_short_side: tuple[int, int] | None = None  # None: [256, 320] scaled to the crop
-    test_short_side: int | None = None  # None: 256 scaled to the crop
+    # The clip; a value left out (None) comes from the init checkpoint, else from the defaults.
+    num_frames: int | None = None  # default 8
+    crop_size: int | None = None  # default 112
+    sampling: Sampling | None = None  # default "segment"
+    interval: int | None = None  # frame stride for interval sampling; default: the paper's for num_frames
+    train_short_side: tuple[int, int] | None = None  # default: [256, 320] scaled to the crop
+    test_short_side: int | None = None  # default: 256 scaled to the crop
     workers: int = 2  # data loader processes per training process
+    # Videos that cannot be decoded are skipped (another is drawn); past this fraction of the
+    # training split, training stops. Evaluation reports them as failures.
+    max_broken: float = 0.01
 
-    def input_spec(self) -> InputSpec:
-        overrides: dict[str, Any] = {"sampling": self.sampling}
-        for name in ("interval", "train_short_side", "test_short_side"):
-            if getattr(self, name) is not None:
-                overrides[name] = getattr(self, name)
-        return InputSpec.for_crop(self.num_frames, self.crop_size, **overrides)
+    def input_spec(self, base: InputSpec | None = None) -> InputSpec:
+        """The clip the values set here describe, over ``base`` (an init checkpoint's) where left out.
+
+        A new frame count or crop rescales what depends on it (interval, short sides) unless those
+        are set too; mean, std and sampling stay the base's.
+        """
+        names = ("num_frames", "crop_size", "sampling", "interval", "train_short_side", "test_short_side")
+        given = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        if base is not None and not {"num_frames", "crop_size"} & set(given):
+            return dataclasses.replace(base, **given)
+        frames, crop = DEFAULT_CLIP if base is None else (base.num_frames, base.crop_size)
+        if base is not None:
+            given = {"mean": base.mean, "std": base.std, "sampling": base.sampling, **given}
+        return InputSpec.for_crop(given.pop("num_frames", frames), given.pop("crop_size", crop), **given)
 
 
 @dataclass(frozen=True)
@@ -54,13 +72,17 @@ class OptimSection:
     weight_decay: float = 5e-5
     warmup_epochs: float = 1.0  # linear warm-up, then half-period cosine to zero
     amp: bool = True  # mixed precision; used on CUDA only
+    # The insertion recipe: for the first N epochs only the DCF blocks and the head train (the
+    # backbone's weights and norm statistics stay as initialised).
+    freeze_backbone_epochs: int = 0
 
 
 @dataclass(frozen=True)
 class RunSection:
     out: str = "runs/dcf"  # checkpoints and metrics.jsonl go here
     seed: int = 0
-    log_every: int = 10  # steps between progress-bar metric updates
+    log_every: int = 10  # steps between progress-bar metric updates (and TensorBoard step scalars)
+    tensorboard: str | None = None  # a folder for TensorBoard event files (the `tensorboard` extra)
 
 
 @dataclass(frozen=True)
@@ -90,6 +112,15 @@ class TrainConfig:
         config = cls(**built)
         if config.data.format not in FORMATS:
             raise ValueError(f"[data] format must be one of {', '.join(FORMATS)}, got {config.data.format!r}")
+        if not 0 <= config.data.max_broken <= 1:
+            raise ValueError(
+                f"[data] max_broken is a fraction of the split, 0..1, got {config.data.max_broken}"
+            )
+        if not 0 <= config.optim.freeze_backbone_epochs <= config.optim.epochs:
+            raise ValueError(
+                f"[optim] freeze_backbone_epochs must be 0..epochs ({config.optim.epochs}), "
+                f"got {config.optim.freeze_backbone_epochs}"
+            )
         return config
 
 

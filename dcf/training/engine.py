@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,15 @@ from dcf.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from dcf.data.datasets import ClipDataset, VideoList, read_dataset
-from dcf.training.config import TrainConfig
+from dcf.data.datasets import Batch, Broken, ClipDataset, VideoList, collate, read_dataset
+from dcf.models import DCFNet
+from dcf.training.config import DEFAULT_ARCHITECTURE, TrainConfig
 
 logger = logging.getLogger(__name__)
+
+
+class BrokenDataset(ValueError):
+    """More training videos cannot be decoded than ``data.max_broken`` allows."""
 
 
 @dataclass(frozen=True)
@@ -79,23 +84,45 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """Top-1 and top-5 (percent) over the ``videos`` that could be decoded; ``failed`` could not
+    (``failures`` names those of this process)."""
+
+    top1: float
+    top5: float
+    videos: int
+    failed: int
+    failures: list[Broken]
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, loader: DataLoader, device: torch.device, *, progress: bool = False
-) -> dict[str, float]:
-    """Top-1 and top-5 (percent) with views (clips x crops) averaged as softmax scores."""
+) -> Evaluation:
+    """Top-1 and top-5 with views (clips x crops) averaged as softmax scores; videos that cannot be
+    decoded are counted apart (each warned about once), not scored."""
     model.eval()
     correct1 = correct5 = total = 0
-    for clips, labels in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+    failures: list[Broken] = []
+    batch: Batch
+    for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        for broken in batch.broken:
+            logger.warning("cannot evaluate %s: %s", broken.path, broken.reason)
+        failures += batch.broken
+        keep = ~batch.failed
+        clips, labels = batch.clips[keep], batch.labels[keep]
+        if not len(labels):
+            continue
         n, views = clips.shape[:2]  # (N, views, 3, T, S, S)
         scores = model(clips.flatten(0, 1).to(device)).softmax(dim=1).view(n, views, -1).mean(dim=1)
         c1, c5 = topk_correct(scores.cpu(), labels)
         correct1, correct5, total = correct1 + c1, correct5 + c5, total + n
-    counts = torch.tensor([correct1, correct5, total], dtype=torch.float64)
+    counts = torch.tensor([correct1, correct5, total, len(failures)], dtype=torch.float64)
     if dist.is_initialized():
         dist.all_reduce(counts)
-    c1, c5, n = counts.tolist()
-    return {"top1": 100 * c1 / max(n, 1), "top5": 100 * c5 / max(n, 1), "videos": int(n)}
+    c1, c5, n, failed = counts.tolist()
+    return Evaluation(100 * c1 / max(n, 1), 100 * c5 / max(n, 1), int(n), int(failed), failures)
 
 
 def _save_state(
@@ -161,6 +188,7 @@ def _loader(
         sampler=sampler,
         num_workers=workers,
         drop_last=train,
+        collate_fn=collate,
         generator=generator,
         pin_memory=env.device.type == "cuda",
     )
@@ -198,58 +226,110 @@ class _Run:
     scaler: torch.amp.GradScaler
     use_amp: bool
     per_process: int  # clips per step in each process
+    writer: Any = None  # a TensorBoard SummaryWriter (rank 0, with run.tensorboard)
+    broken: dict[str, str] = field(default_factory=dict)  # training videos found broken, and why
 
     @property
     def steps_per_epoch(self) -> int:
         return len(self.train_loader)
+
+    @property
+    def max_broken(self) -> int:
+        """The broken training videos tolerated before training stops."""
+        return math.floor(self.config.data.max_broken * len(self.train_set))
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, float]:
     """Trains as ``config`` says; returns the final validation metrics."""
     run = _build(config, setup_distributed())
     start_epoch, best = _resume(run) if resume else (0, -1.0)
-    net: nn.Module = DistributedDataParallel(run.model) if run.env.world_size > 1 else run.model
     if run.env.is_main:
         _start_log(run, start_epoch)
     metrics: dict[str, float] = {}
-    for epoch in range(start_epoch, config.optim.epochs):
-        stats = _train_epoch(run, net, epoch, progress=progress and run.env.is_main)
-        val = evaluate(net, run.val_loader, run.env.device)
-        metrics = {
-            "epoch": epoch + 1,
-            "loss": stats["loss"],
-            "train_top1": stats["top1"],
-            "val_top1": val["top1"],
-            "val_top5": val["top5"],
-            "lr": stats["lr"],
-            "clips_per_s": stats["clips_per_s"],
-            "epoch_s": stats["epoch_s"],
-        }
-        if run.env.is_main:
-            best = _end_epoch(run, metrics, best)
-        if dist.is_initialized():
-            dist.barrier()
+    net: nn.Module = run.model
+    frozen: bool | None = None
+    try:
+        for epoch in range(start_epoch, config.optim.epochs):
+            if frozen != (epoch < config.optim.freeze_backbone_epochs):
+                frozen = epoch < config.optim.freeze_backbone_epochs
+                net = _phase(run, frozen=frozen)
+            stats = _train_epoch(run, net, epoch, frozen=frozen, progress=progress and run.env.is_main)
+            val = evaluate(net, run.val_loader, run.env.device)
+            metrics = {
+                "epoch": epoch + 1,
+                "loss": stats["loss"],
+                "train_top1": stats["top1"],
+                "val_top1": val.top1,
+                "val_top5": val.top5,
+                "lr": stats["lr"],
+                "clips_per_s": stats["clips_per_s"],
+                "epoch_s": stats["epoch_s"],
+                "train_skipped": stats["skipped"],
+                "val_failed": val.failed,
+                "backbone_frozen": frozen,
+            }
+            if run.env.is_main:
+                best = _end_epoch(run, metrics, best)
+            if dist.is_initialized():
+                dist.barrier()
+    finally:
+        if run.writer is not None:
+            run.writer.close()
     return metrics
 
 
+def _phase(run: _Run, *, frozen: bool) -> nn.Module:
+    """The network to train in this phase: with the backbone frozen (all but its head: the DCF
+    blocks and the head train) or not. Under DDP a new wrapper, which reduces exactly the
+    parameters that now train."""
+    for module in _frozen_modules(run.model):
+        module.requires_grad_(not frozen)
+    if run.env.is_main and (frozen or run.config.optim.freeze_backbone_epochs):
+        trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in run.model.parameters())
+        what = "the DCF blocks and the head" if frozen else "everything"
+        logger.info("training %s: %d of %d parameters", what, trainable, total)
+    return DistributedDataParallel(run.model) if run.env.world_size > 1 else run.model
+
+
+def _frozen_modules(model: nn.Module) -> list[nn.Module]:
+    """What ``--freeze-backbone-epochs`` holds: the backbone but its head."""
+    backbone = model.backbone if isinstance(model, DCFNet) else model
+    return [module for name, module in backbone.named_children() if name != "head"]
+
+
 def _build(config: TrainConfig, env: Distributed) -> _Run:
-    """The datasets, the model (seeded), the loaders, the optimizer and the loss scaler."""
+    """The datasets, the model (seeded, from ``model.init`` if set), the loaders, the optimizer,
+    the loss scaler and the TensorBoard writer."""
     torch.manual_seed(config.run.seed)
-    spec = config.data.input_spec()
+    init = read_checkpoint(config.model.init) if config.model.init else None
+    spec = config.data.input_spec(init[0].input_spec if init else None)
     train_videos = read_dataset(config.data.root, config.data.format, config.data.train_split)
     val_videos: VideoList = read_dataset(config.data.root, config.data.format, config.data.val_split)
     if train_videos.classes != val_videos.classes:
         raise ValueError(
             f"train and val splits name different classes: {train_videos.classes} vs {val_videos.classes}"
         )
+    architecture = config.model.architecture or (init[0].architecture if init else DEFAULT_ARCHITECTURE)
+    kwargs = dict(config.model.kwargs)
+    if init:
+        if architecture != init[0].architecture:
+            raise ValueError(
+                f"model.architecture is {architecture}, but the init checkpoint {config.model.init} is "
+                f"{init[0].architecture} (leave model.architecture out to take the checkpoint's)"
+            )
+        kwargs = {**init[0].model_kwargs, **kwargs}
     checkpoint = CheckpointConfig(
-        architecture=config.model.architecture,
+        architecture=architecture,
         classes=tuple(train_videos.classes),
         input_spec=spec,
-        model_kwargs=model_kwargs_to_json(config.model.kwargs),
+        model_kwargs=model_kwargs_to_json(kwargs),
         recipe=config.to_dict(),
     )
-    model = checkpoint.build().to(env.device)
+    model = checkpoint.build()
+    if init:
+        _load_init(model, init, checkpoint, str(config.model.init), log=env.is_main)
+    model = model.to(env.device)
     per_process = max(1, config.optim.batch_size // env.world_size)
     train_set = ClipDataset(train_videos, spec, train=True, seed=config.run.seed)
     train_loader = _loader(train_set, per_process, config.data.workers, env, train=True, seed=config.run.seed)
@@ -272,7 +352,65 @@ def _build(config: TrainConfig, env: Distributed) -> _Run:
         scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
         use_amp=use_amp,
         per_process=per_process,
+        writer=_tensorboard(config.run.tensorboard) if config.run.tensorboard and env.is_main else None,
     )
+
+
+def _load_init(
+    model: nn.Module,
+    init: tuple[CheckpointConfig, dict[str, Tensor]],
+    ours: CheckpointConfig,
+    path: str,
+    *,
+    log: bool,
+) -> None:
+    """The init checkpoint's weights into ``model``: all of them, strictly, but for a new head where
+    the class count differs."""
+    source, tensors = init
+    head = "backbone.head.fc." if isinstance(model, DCFNet) else "head.fc."
+    new_head = len(source.classes) != len(ours.classes)
+    if new_head:
+        tensors = {name: tensor for name, tensor in tensors.items() if not name.startswith(head)}
+    try:
+        loaded = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # a shape differs
+        raise ValueError(f"init {path}: its weights do not fit {ours.architecture}: {exc}") from None
+    missing = [name for name in loaded.missing_keys if not (new_head and name.startswith(head))]
+    if missing or loaded.unexpected_keys:
+        raise ValueError(
+            f"init {path}: its weights do not fit {ours.architecture} (missing: {', '.join(missing[:3]) or '-'}; "
+            f"unexpected: {', '.join(loaded.unexpected_keys[:3]) or '-'})"
+        )
+    if not log:
+        return
+    if new_head:
+        logger.info(
+            "init %s: every tensor loaded but the head, new for %d classes (the checkpoint's has %d)",
+            path,
+            len(ours.classes),
+            len(source.classes),
+        )
+        return
+    logger.info("init %s: every tensor loaded, the head too (%d classes)", path, len(ours.classes))
+    differ = [(a, b) for a, b in zip(source.classes, ours.classes, strict=True) if a != b]
+    if differ:
+        logger.warning(
+            "init %s: the head is kept, but %d class names differ from the dataset's (e.g. %r is now %r): "
+            "output i means the dataset's class i",
+            path,
+            len(differ),
+            *differ[0],
+        )
+
+
+def _tensorboard(folder: str) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError(
+            "run.tensorboard (--tensorboard) needs the tensorboard package: pip install 'dcf[tensorboard]'"
+        ) from None
+    return SummaryWriter(folder)
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -323,11 +461,14 @@ def _start_log(run: _Run, start_epoch: int) -> None:
     )
 
 
-def _train_epoch(run: _Run, net: nn.Module, epoch: int, *, progress: bool) -> dict[str, float]:
+def _train_epoch(run: _Run, net: nn.Module, epoch: int, *, frozen: bool, progress: bool) -> dict[str, float]:
     """One pass over the training set: its mean loss, top-1 (percent), last learning rate, clips
-    per second (all processes) and seconds."""
+    per second (all processes), seconds and broken videos skipped (all processes)."""
     config, env, optimizer, scaler = run.config, run.env, run.optimizer, run.scaler
     net.train()
+    if frozen:  # the frozen backbone's norms keep their statistics too
+        for module in _frozen_modules(run.model):
+            module.eval()
     run.train_set.epoch = epoch
     loader = run.train_loader
     if isinstance(loader.sampler, DistributedSampler):
@@ -337,15 +478,20 @@ def _train_epoch(run: _Run, net: nn.Module, epoch: int, *, progress: bool) -> di
     total_steps = run.steps_per_epoch * config.optim.epochs
     warmup = round(run.steps_per_epoch * config.optim.warmup_epochs)
     criterion = nn.CrossEntropyLoss()
-    loss_sum = correct = seen = 0.0
+    loss_sum = correct = seen = skipped = 0.0
     lr = config.optim.lr
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.optim.epochs}", unit="step", disable=not progress)
-    for i, (clips, labels) in enumerate(bar):
-        lr = learning_rate(epoch * run.steps_per_epoch + i, total_steps, warmup, config.optim.lr)
+    batch: Batch
+    for i, batch in enumerate(bar):
+        _skip_broken(run, batch.broken)
+        skipped += len(batch.broken)
+        step = epoch * run.steps_per_epoch + i
+        lr = learning_rate(step, total_steps, warmup, config.optim.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        clips, labels = clips.to(env.device, non_blocking=True), labels.to(env.device, non_blocking=True)
+        clips = batch.clips.to(env.device, non_blocking=True)
+        labels = batch.labels.to(env.device, non_blocking=True)
         with torch.autocast(env.device.type, enabled=run.use_amp):
             logits = net(clips)
             loss = criterion(logits, labels)
@@ -358,14 +504,52 @@ def _train_epoch(run: _Run, net: nn.Module, epoch: int, *, progress: bool) -> di
         seen += len(labels)
         if i % config.run.log_every == 0:
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{100 * correct / seen:.1f}", lr=f"{lr:.4f}")
+            if run.writer is not None:
+                run.writer.add_scalar("train/loss_step", float(loss.detach()), step)
+                run.writer.add_scalar("train/lr_step", lr, step)
     elapsed = time.perf_counter() - start
+    counts = torch.tensor([skipped], dtype=torch.float64)
+    if dist.is_initialized():
+        dist.all_reduce(counts)
     return {
         "loss": loss_sum / seen,
         "top1": 100 * correct / seen,
         "lr": lr,
         "clips_per_s": seen * env.world_size / elapsed,
         "epoch_s": elapsed,
+        "skipped": int(counts[0]),
     }
+
+
+def _skip_broken(run: _Run, broken: list[Broken]) -> None:
+    """Warns once about each broken training video (another was drawn in its place), and stops
+    training when more than ``data.max_broken`` of the split is broken."""
+    for video in broken:
+        if video.path not in run.broken:
+            run.broken[video.path] = video.reason
+            logger.warning("skipping %s (another video is drawn): %s", video.path, video.reason)
+    if len(run.broken) > run.max_broken:
+        data = run.config.data
+        raise BrokenDataset(
+            f"{len(run.broken)} of the {len(run.train_set)} training videos seen so far cannot be decoded, "
+            f"more than data.max_broken={data.max_broken:g} of the split allows ({run.max_broken}); "
+            f"stopping. List them all with: dcf data check {data.root} --format {data.format} "
+            f"--split {data.train_split}; then fix or remove them, or raise data.max_broken"
+        )
+
+
+# metrics.jsonl key -> TensorBoard tag (one point per epoch)
+_TENSORBOARD_TAGS = {
+    "loss": "train/loss",
+    "train_top1": "train/top1",
+    "val_top1": "val/top1",
+    "val_top5": "val/top5",
+    "lr": "train/lr",
+    "clips_per_s": "train/clips_per_s",
+    "epoch_s": "train/epoch_s",
+    "train_skipped": "train/skipped_broken",
+    "val_failed": "val/failed",
+}
 
 
 def _end_epoch(run: _Run, metrics: dict[str, float], best: float) -> float:
@@ -374,14 +558,26 @@ def _end_epoch(run: _Run, metrics: dict[str, float], best: float) -> float:
     with (run.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(metrics) + "\n")
     logger.info(
-        "epoch %d: loss %.3f, train top-1 %.1f%%, val top-1 %.1f%% top-5 %.1f%%, %.1f clips/s",
+        "epoch %d: loss %.3f, train top-1 %.1f%%, val top-1 %.1f%% top-5 %.1f%%, %.1f clips/s%s",
         metrics["epoch"],
         metrics["loss"],
         metrics["train_top1"],
         metrics["val_top1"],
         metrics["val_top5"],
         metrics["clips_per_s"],
+        "".join(
+            f", {metrics[key]} {what}"
+            for key, what in (
+                ("train_skipped", "broken training draws skipped"),
+                ("val_failed", "val videos failed"),
+            )
+            if metrics[key]
+        ),
     )
+    if run.writer is not None:
+        for key, tag in _TENSORBOARD_TAGS.items():
+            run.writer.add_scalar(tag, float(metrics[key]), int(metrics["epoch"]))
+        run.writer.flush()
     save_checkpoint(run.out / "last.safetensors", run.model, run.checkpoint)
     if metrics["val_top1"] > best:
         best = metrics["val_top1"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +16,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from dcf.checkpoint import load_checkpoint
-from dcf.data.synthetic import generate
+from dcf.checkpoint import CheckpointConfig, load_checkpoint, save_checkpoint
+from dcf.data.spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec
+from dcf.data.synthetic import CLASS_NAMES, generate
+from dcf.testing.media import write_broken_split
 from dcf.training.engine import read_metrics
+from tests.support.cli import run_dcf
 
 TINY = [
     'model.architecture="x3d_xs_dcf"',
@@ -102,7 +106,8 @@ def test_train_kill_resume_eval(dataset: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
-    assert set(scores) == {"top1", "top5", "videos"} and scores["videos"] == 12
+    assert set(scores) == {"top1", "top5", "videos", "failed"} and scores["videos"] == 12
+    assert scores["failed"] == []
     assert 0 <= scores["top1"] <= scores["top5"] <= 100
 
     # The same run without the kill, started afresh in the used directory: its own log, and the
@@ -131,11 +136,14 @@ def test_ddp_two_processes_on_cpu(dataset: Path, tmp_path: Path) -> None:
         "29561",
         "-m",
         "dcf",
-        *train_args(dataset, out, 1),
+        *train_args(dataset, out, 2),
+        "--freeze-backbone-epochs",
+        "1",  # a DDP wrapper per phase: each reduces the parameters that train in it
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert epochs_logged(out) == [1]  # rank 0 alone writes
+    assert epochs_logged(out) == [1, 2]  # rank 0 alone writes
+    assert [r["backbone_frozen"] for r in read_metrics(out / "metrics.jsonl")] == [True, False]
     assert "2 process(es)" in result.stderr
     assert load_checkpoint(out / "last.safetensors").classes
 
@@ -151,3 +159,132 @@ def test_eval_rejects_a_bad_checkpoint(tmp_path: Path, dataset: Path) -> None:
     )
     assert result.returncode == 2
     assert "is not a valid safetensors file" in result.stderr and "Traceback" not in result.stderr
+
+
+def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the TensorBoard event files under ``folder``, read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    events = EventMultiplexer().AddRunsFromDirectory(str(folder))
+    events.Reload()
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for run in events.Runs():
+        for tag in events.GetAccumulator(run).Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend((e.step, e.value) for e in events.Scalars(run, tag))
+    return {tag: sorted(points) for tag, points in scalars.items()}
+
+
+def test_fine_tune_from_init_through_broken_videos(dataset: Path, tmp_path: Path) -> None:
+    """``--init`` a converted-style checkpoint (5 classes, ImageNet colours, interval sampling) onto
+    the 12-class split with broken files in it, the backbone frozen for the first epoch, TensorBoard
+    on; then resumed past the freeze; the threshold; ``dcf eval`` reporting the broken video."""
+    pytest.importorskip("tensorboard", reason="needs the tensorboard extra (in the test extra)")
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    write_broken_split(tmp_path / "broken")
+    for name in ("a/empty.mp4", "b/cut.mp4", "b/text.mp4"):  # in two classes of the training split
+        shutil.copy(tmp_path / "broken" / name, data / "train" / CLASS_NAMES[name[0] == "b"] / name[2:])
+    shutil.copy(tmp_path / "broken" / "b/text.mp4", data / "val" / CLASS_NAMES[3] / "text.mp4")
+    spec = InputSpec.for_crop(4, 32, mean=IMAGENET_MEAN, std=IMAGENET_STD, sampling="interval", interval=2)
+    kwargs = {"widths": [8, 16, 32, 64], "stem_width": 8, "head_width": 32}
+    init = CheckpointConfig("x3d_xs_dcf", tuple("vwxyz"), spec, model_kwargs=kwargs)
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "init.safetensors", init.build(), init)
+    out, board = tmp_path / "run", tmp_path / "tb"
+    sets = [
+        f'data.root="{data}"', f'run.out="{out}"', "data.workers=0", "optim.batch_size=5", "optim.lr=0.05",
+        "data.max_broken=0.2",  # 3 of 15 videos
+    ]  # fmt: skip
+    args = [
+        "train",
+        "--no-progress",
+        *[a for s in sets for a in ("--set", s)],
+        "--init",
+        str(tmp_path / "init.safetensors"),
+    ]
+    first = run_dcf(
+        *args, "--freeze-backbone-epochs", "1", "--tensorboard", str(board), "--set", "optim.epochs=1"
+    )
+    assert first.returncode == 0, first.stderr
+    assert "every tensor loaded but the head, new for 12 classes (the checkpoint's has 5)" in first.stderr
+    assert "training the DCF blocks and the head" in first.stderr
+    for name in ("empty.mp4", "cut.mp4", "text.mp4"):
+        assert first.stderr.count(f"{name} (another video is drawn)") == 1, first.stderr
+    assert "cannot evaluate" in first.stderr and "text.mp4" in first.stderr
+    (epoch1,) = read_metrics(out / "metrics.jsonl")
+    # Every video is drawn once per epoch (3 steps of 5): each broken one was skipped, and a
+    # replacement may have been broken too.
+    assert epoch1["train_skipped"] >= 3 and (epoch1["val_failed"], epoch1["backbone_frozen"]) == (1, True)
+    trained = load_checkpoint(out / "last.safetensors")
+    assert trained.input_spec == spec and len(trained.classes) == 12  # the init's clip, the dataset's classes
+    before, after = load_file(tmp_path / "init.safetensors"), trained.state_dict()
+    frozen = [n for n in before if n.startswith("backbone.") and not n.startswith("backbone.head.")]
+    assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)  # weights and norm statistics
+    assert not torch.equal(before["blocks.stage2.conv1.weight"], after["blocks.stage2.conv1.weight"])
+
+    second = run_dcf(
+        *args,
+        "--freeze-backbone-epochs",
+        "1",
+        "--tensorboard",
+        str(board),
+        "--set",
+        "optim.epochs=2",
+        "--resume",
+    )
+    assert second.returncode == 0, second.stderr
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["backbone_frozen"] for r in records] == [True, False]
+    after = load_file(out / "last.safetensors")
+    assert not torch.equal(before["backbone.stem.0.weight"], after["backbone.stem.0.weight"])
+    scalars = _tensorboard_scalars(board)
+    for key, tag in (
+        ("val_top1", "val/top1"),
+        ("loss", "train/loss"),
+        ("lr", "train/lr"),
+        ("train_skipped", "train/skipped_broken"),
+    ):
+        assert scalars[tag] == [(r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in records], tag
+    assert {"train/clips_per_s", "train/epoch_s", "val/top5", "val/failed", "train/loss_step"} <= set(scalars)
+
+    strict = run_dcf(
+        *args[:-2],
+        "--set",
+        "optim.epochs=1",
+        "--set",
+        "data.max_broken=0.1",
+        "--set",
+        f'run.out="{tmp_path / "strict"}"',
+    )
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    assert "training videos seen so far cannot be decoded, more than data.max_broken=0.1" in strict.stderr
+    assert f"dcf data check {data} --format folder --split train" in strict.stderr
+
+    scored = run_dcf(
+        "eval", "--checkpoint", str(out / "last.safetensors"), "--data", str(data), "--json", "--workers", "0"
+    )
+    assert scored.returncode == 1, scored.stderr
+    result = json.loads(scored.stdout)
+    assert result["videos"] == 12 and [Path(f["file"]).name for f in result["failed"]] == ["text.mp4"]
+    assert "not a media container" in result["failed"][0]["error"]
+
+
+def test_init_refuses_what_does_not_fit(dataset: Path, tmp_path: Path) -> None:
+    spec = InputSpec.for_crop(4, 32)
+    init = CheckpointConfig("x3d_xs", tuple("abc"), spec, model_kwargs={"widths": [8, 16, 32, 64]})
+    save_checkpoint(tmp_path / "init.safetensors", init.build(), init)
+    base = [
+        "train",
+        "--no-progress",
+        "--set",
+        f'data.root="{dataset}"',
+        "--set",
+        f'run.out="{tmp_path}"',
+        "--init",
+        str(tmp_path / "init.safetensors"),
+    ]
+    other = run_dcf(*base, "--set", 'model.architecture="x3d_xs_dcf"')
+    assert other.returncode == 2 and "but the init checkpoint" in other.stderr and "is x3d_xs" in other.stderr
+    wider = run_dcf(*base, "--set", "model.kwargs={widths=[16, 16, 32, 64]}")
+    assert wider.returncode == 2 and "its weights do not fit x3d_xs" in wider.stderr
+    assert "Traceback" not in other.stderr + wider.stderr

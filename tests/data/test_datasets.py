@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from dcf.data.datasets import ClipDataset, read_dataset
+from dcf.data.datasets import MAX_DRAWS, ClipDataset, collate, read_dataset
 from dcf.data.spec import InputSpec
 from dcf.data.synthetic import CLASS_NAMES, generate
-from dcf.data.video import open_video
-from dcf.testing.media import moving_square, write_jpeg, write_video
+from dcf.data.video import VideoDecodeError, open_video
+from dcf.testing.media import moving_square, write_broken_split, write_jpeg, write_video
 
 
 def test_something_v1(tmp_path: Path) -> None:
@@ -88,12 +88,56 @@ def test_clip_dataset_train_and_eval_views(tmp_path: Path) -> None:
     write_video(tmp_path / "train" / "y" / "1.mp4", moving_square(2, 40, 56))  # shorter than the clip
     videos = read_dataset(tmp_path, "folder", "train")
     spec = InputSpec.for_crop(4, 32)
-    clip, label = ClipDataset(videos, spec, train=True)[1]
-    assert clip.shape == (3, 4, 32, 32) and label == 1
-    views, _ = ClipDataset(videos, spec, train=False, num_clips=2, num_crops=3)[0]
+    clip, label, broken, failed = ClipDataset(videos, spec, train=True)[1]
+    assert clip.shape == (3, 4, 32, 32) and label == 1 and broken == () and not failed
+    views = ClipDataset(videos, spec, train=False, num_clips=2, num_crops=3)[0].clips
     assert views.shape == (6, 3, 4, 32, 32)
     again = ClipDataset(videos, spec, train=True)
     torch.testing.assert_close(again[0][0], ClipDataset(videos, spec, train=True)[0][0])  # reproducible
+
+
+def test_broken_training_videos_are_replaced_and_named(tmp_path: Path) -> None:
+    write_broken_split(tmp_path)
+    videos = read_dataset(tmp_path, "folder", "train")
+    names = [p.name for p, _ in videos.records]
+    dataset = ClipDataset(videos, InputSpec.for_crop(4, 32), train=True, seed=3)
+    good = {i: dataset[i] for i, name in enumerate(names) if name == "good.mp4"}
+    assert all(sample.broken == () for sample in good.values())
+    for i, name in enumerate(names):
+        if name == "good.mp4":
+            continue
+        sample = dataset[i]
+        assert sample.clips.shape == (3, 4, 32, 32) and not sample.failed  # a full clip of another video
+        assert sample.broken[0].path == str(videos.records[i][0])  # the broken one, named
+        assert all(Path(b.path).name != "good.mp4" for b in sample.broken)
+        assert sample.broken[0].reason  # why, in words
+        again = dataset[i]  # the same replacement on every call
+        torch.testing.assert_close(again.clips, sample.clips)
+        assert again.label == sample.label
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    assert batch.clips.shape == (5, 3, 4, 32, 32) and len(batch.broken) >= 3 and not batch.failed.any()
+    assert {Path(b.path).name for b in batch.broken} == {"empty.mp4", "cut.mp4", "text.mp4"}
+
+
+def test_a_split_of_broken_videos_stops_with_a_message(tmp_path: Path) -> None:
+    write_broken_split(tmp_path)
+    for good in tmp_path.glob("*/good.mp4"):
+        good.unlink()
+    dataset = ClipDataset(read_dataset(tmp_path, "folder", "train"), InputSpec.for_crop(4, 32), train=True)
+    with pytest.raises(VideoDecodeError, match=f"{MAX_DRAWS} videos drawn in a row could not be decoded"):
+        dataset[0]
+
+
+def test_broken_evaluation_videos_are_failures_not_scores(tmp_path: Path) -> None:
+    write_broken_split(tmp_path)
+    videos = read_dataset(tmp_path, "folder", "train")
+    dataset = ClipDataset(videos, InputSpec.for_crop(4, 32), train=False, num_clips=2)
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    names = [p.name for p, _ in videos.records]
+    assert batch.failed.tolist() == [name != "good.mp4" for name in names]
+    assert [Path(b.path).name for b in batch.broken] == [n for n in names if n != "good.mp4"]
+    assert batch.clips.shape == (5, 2, 3, 4, 32, 32) and not batch.clips[batch.failed].any()
+    assert batch.labels.tolist() == [label for _, label in videos.records]
 
 
 def test_synthetic_is_deterministic_and_complete(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dcf.data.spec import IMAGENET_MEAN, InputSpec
 from dcf.training.config import load_config
 from dcf.training.engine import learning_rate, topk_correct
 
@@ -34,11 +35,30 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         (["lr=1"], "must name a section and a key"),
         (["optim.lr"], "must look like section.key=value"),
         (["data.format=avi"], "format must be one of"),
+        (["data.max_broken=5"], r"max_broken is a fraction of the split, 0\.\.1, got 5"),
+        (
+            ["optim.epochs=2", "optim.freeze_backbone_epochs=3"],
+            r"freeze_backbone_epochs must be 0\.\.epochs \(2\)",
+        ),
     ],
 )
 def test_bad_overrides(overrides: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_config(None, overrides)
+
+
+def test_the_clip_comes_from_the_init_checkpoint_where_left_out() -> None:
+    base = InputSpec.for_crop(
+        13, 160, mean=IMAGENET_MEAN, sampling="interval", interval=6, test_short_side=160
+    )
+    assert load_config(None).data.input_spec() == InputSpec.for_crop(8, 112)
+    assert load_config(None).data.input_spec(base) == base
+    assert load_config(None, ["data.test_short_side=182"]).data.input_spec(base) == InputSpec.for_crop(
+        13, 160, mean=IMAGENET_MEAN, sampling="interval", interval=6, test_short_side=182
+    )
+    # A new clip size rescales what depends on it; the colours and the sampling stay the base's.
+    smaller = load_config(None, ["data.crop_size=112", "data.num_frames=8"]).data.input_spec(base)
+    assert smaller == InputSpec.for_crop(8, 112, mean=IMAGENET_MEAN, sampling="interval")
 
 
 def test_bad_file(tmp_path: Path) -> None:
