@@ -143,14 +143,14 @@ class Sample(NamedTuple):
     clips: Tensor
     label: int
     broken: tuple[Broken, ...] = ()
-    failed: bool = False  # evaluation: this video could not be decoded (its clips are zeros)
+    failed: bool = False  # no video could be decoded: its clips are zeros, not to be used
 
 
 class Batch(NamedTuple):
     clips: Tensor
     labels: Tensor
     broken: list[Broken]  # every skipped video of the batch
-    failed: Tensor  # (N,) bool: evaluation only, the rows whose video could not be decoded
+    failed: Tensor  # (N,) bool: the rows of zeros (evaluation: the video could not be decoded)
 
 
 def collate(samples: Sequence[Sample]) -> Batch:
@@ -173,7 +173,7 @@ class ClipDataset(Dataset[Sample]):
 
     Training (``train=True``): one random clip, random scale and crop, shape (3, T, S, S); a video
     that cannot be decoded is replaced by another drawn at random (reproducibly), and named in
-    :attr:`Sample.broken`. Evaluation: ``num_clips`` x ``num_crops`` views, shape
+    :attr:`Sample.broken` (after :data:`MAX_DRAWS` broken draws in a row the sample is ``failed``). Evaluation: ``num_clips`` x ``num_crops`` views, shape
     (views, 3, T, S, S); a video that cannot be decoded gives zeros and itself in ``broken``.
     """
 
@@ -216,7 +216,11 @@ class ClipDataset(Dataset[Sample]):
                 return Sample(train_view(open_video(path), self.spec, rng), label, tuple(broken))
             except BROKEN_VIDEO_ERRORS as exc:
                 broken.append(Broken(str(path), str(exc)))
-        raise VideoDecodeError(
-            f"{MAX_DRAWS} videos drawn in a row could not be decoded (the last: {broken[-1].path}: "
-            f"{broken[-1].reason}); check the split with `dcf data check`"
+        # Nothing decodes: a zero clip marked failed, for the training loop to stop on (an exception
+        # would reach it wrapped in a data-loader worker's traceback).
+        return Sample(
+            torch.zeros(3, self.spec.num_frames, self.spec.crop_size, self.spec.crop_size),
+            label,
+            tuple(broken),
+            failed=True,
         )

@@ -35,7 +35,7 @@ from dcf.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from dcf.data.datasets import Batch, Broken, ClipDataset, VideoList, collate, read_dataset
+from dcf.data.datasets import MAX_DRAWS, Batch, Broken, ClipDataset, VideoList, collate, read_dataset
 from dcf.models import DCFNet
 from dcf.training.config import DEFAULT_ARCHITECTURE, TrainConfig
 
@@ -451,7 +451,7 @@ def _start_log(run: _Run, start_epoch: int) -> None:
         (run.out / "last.state.safetensors").unlink(missing_ok=True)
     logger.info(
         "training %s on %d videos (%d classes), %d steps/epoch of %d clips, device %s, %d process(es)",
-        run.config.model.architecture,
+        run.checkpoint.architecture,
         len(run.train_set),
         len(run.checkpoint.classes),
         run.steps_per_epoch,
@@ -484,7 +484,7 @@ def _train_epoch(run: _Run, net: nn.Module, epoch: int, *, frozen: bool, progres
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.optim.epochs}", unit="step", disable=not progress)
     batch: Batch
     for i, batch in enumerate(bar):
-        _skip_broken(run, batch.broken)
+        _skip_broken(run, batch)
         skipped += len(batch.broken)
         step = epoch * run.steps_per_epoch + i
         lr = learning_rate(step, total_steps, warmup, config.optim.lr)
@@ -521,10 +521,10 @@ def _train_epoch(run: _Run, net: nn.Module, epoch: int, *, frozen: bool, progres
     }
 
 
-def _skip_broken(run: _Run, broken: list[Broken]) -> None:
+def _skip_broken(run: _Run, batch: Batch) -> None:
     """Warns once about each broken training video (another was drawn in its place), and stops
-    training when more than ``data.max_broken`` of the split is broken."""
-    for video in broken:
+    training when more than ``data.max_broken`` of the split is broken, or when no draw decoded."""
+    for video in batch.broken:
         if video.path not in run.broken:
             run.broken[video.path] = video.reason
             logger.warning("skipping %s (another video is drawn): %s", video.path, video.reason)
@@ -535,6 +535,13 @@ def _skip_broken(run: _Run, broken: list[Broken]) -> None:
             f"more than data.max_broken={data.max_broken:g} of the split allows ({run.max_broken}); "
             f"stopping. List them all with: dcf data check {data.root} --format {data.format} "
             f"--split {data.train_split}; then fix or remove them, or raise data.max_broken"
+        )
+    if batch.failed.any():
+        last = batch.broken[-1]
+        raise BrokenDataset(
+            f"{MAX_DRAWS} training videos drawn in a row could not be decoded (the last: {last.path}: "
+            f"{last.reason}); check the split with: dcf data check {run.config.data.root} "
+            f"--format {run.config.data.format} --split {run.config.data.train_split}"
         )
 
 

@@ -288,3 +288,20 @@ def test_init_refuses_what_does_not_fit(dataset: Path, tmp_path: Path) -> None:
     wider = run_dcf(*base, "--set", "model.kwargs={widths=[16, 16, 32, 64]}")
     assert wider.returncode == 2 and "its weights do not fit x3d_xs" in wider.stderr
     assert "Traceback" not in other.stderr + wider.stderr
+
+
+def test_a_split_where_nothing_decodes_stops_training(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        write_broken_split(tmp_path / split)
+        for good in (tmp_path / split).glob("*/good.mp4"):
+            good.unlink()
+    result = run_dcf(
+        *train_args(tmp_path, tmp_path / "run", 1),
+        "--set",
+        "data.max_broken=1",
+        "--set",
+        "optim.batch_size=2",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "10 training videos drawn in a row could not be decoded" in result.stderr
+    assert f"dcf data check {tmp_path} --format folder --split train" in result.stderr
