@@ -98,17 +98,26 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: DataLoader, device: torch.device, *, progress: bool = False
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    progress: bool = False,
+    known: set[str] | None = None,
 ) -> Evaluation:
     """Top-1 and top-5 with views (clips x crops) averaged as softmax scores; videos that cannot be
-    decoded are counted apart (each warned about once), not scored."""
+    decoded are counted apart, not scored, and warned about unless in ``known`` (which they join:
+    the training loop warns once per run)."""
     model.eval()
     correct1 = correct5 = total = 0
     failures: list[Broken] = []
     batch: Batch
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
         for broken in batch.broken:
-            logger.warning("cannot evaluate %s: %s", broken.path, broken.reason)
+            if known is None or broken.path not in known:
+                logger.warning("cannot evaluate %s: %s", broken.path, broken.reason)
+            if known is not None:
+                known.add(broken.path)
         failures += batch.broken
         keep = ~batch.failed
         clips, labels = batch.clips[keep], batch.labels[keep]
@@ -228,6 +237,7 @@ class _Run:
     per_process: int  # clips per step in each process
     writer: Any = None  # a TensorBoard SummaryWriter (rank 0, with run.tensorboard)
     broken: dict[str, str] = field(default_factory=dict)  # training videos found broken, and why
+    val_broken: set[str] = field(default_factory=set)  # validation videos warned about
 
     @property
     def steps_per_epoch(self) -> int:
@@ -254,7 +264,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                 frozen = epoch < config.optim.freeze_backbone_epochs
                 net = _phase(run, frozen=frozen)
             stats = _train_epoch(run, net, epoch, frozen=frozen, progress=progress and run.env.is_main)
-            val = evaluate(net, run.val_loader, run.env.device)
+            val = evaluate(net, run.val_loader, run.env.device, known=run.val_broken)
             metrics = {
                 "epoch": epoch + 1,
                 "loss": stats["loss"],

@@ -61,6 +61,14 @@ def test_the_clip_comes_from_the_init_checkpoint_where_left_out() -> None:
     assert smaller == InputSpec.for_crop(8, 112, mean=IMAGENET_MEAN, sampling="interval")
 
 
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).parents[2].glob("configs/*.toml")), ids=lambda p: p.name
+)
+def test_the_shipped_configs_load(path: Path) -> None:
+    config = load_config(path)
+    assert config.data.input_spec()  # a valid clip, with the defaults where the config leaves it out
+
+
 def test_bad_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="config file not found"):
         load_config(tmp_path / "none.toml")
