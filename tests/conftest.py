@@ -56,6 +56,26 @@ def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture(scope="session")
+def dynamic_size_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny x3d_xs_dcf checkpoint (4 frames, 64 px, 5 classes, seed 0) exported with the custom
+    node and portable, both with dynamic frames and dynamic height and width."""
+    from dcf.export.onnx_export import export_onnx
+
+    tmp = tmp_path_factory.mktemp("dynamic_size")
+    model = tiny_checkpoint(tmp, "x3d_xs_dcf", size=64)
+    paths = {
+        "checkpoint": tmp / "x3d_xs_dcf.safetensors",
+        "custom": tmp / "custom.onnx",
+        "portable": tmp / "portable.onnx",
+    }
+    for flavour in ("custom", "portable"):
+        export_onnx(
+            model, paths[flavour], portable=flavour == "portable", dynamic_frames=True, dynamic_size=True
+        )
+    return paths
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_gpu = pytest.mark.skip(reason="no CUDA GPU on this machine")
     for item in items:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dcf import __version__
+from dcf.checkpoint import load_checkpoint
 from dcf.export.metadata import ModelMetadata, read_onnx_metadata
 from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP, INPUT_NAME, OUTPUT_NAME
 from dcf.export.onnx_export import export_onnx
@@ -28,7 +29,12 @@ def logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module", params=["x3d_xs_dcf", "r2plus1d_r50_dcf"])
 def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """One tiny checkpoint per family, exported both ways with dynamic frames and size."""
+    """One tiny checkpoint per family (4 frames, 64 px), exported both ways with dynamic frames and
+    size; x3d_xs_dcf's are conftest's ``dynamic_size_exports``, shared with the TensorRT tests. The
+    model is loaded here, once per module, so a test that changes it changes no other module's."""
+    if request.param == "x3d_xs_dcf":
+        shared: dict[str, Path] = request.getfixturevalue("dynamic_size_exports")
+        return load_checkpoint(shared["checkpoint"]), shared
     tmp = tmp_path_factory.mktemp(request.param)
     model = tiny_checkpoint(tmp, request.param, size=64)
     paths = {}

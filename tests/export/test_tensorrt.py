@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from dcf.export.names import PLUGIN_VERSION
-from dcf.export.onnx_export import export_onnx
 from dcf.export.tensorrt import (
     ShapeRange,
     build_engine,
@@ -27,7 +26,6 @@ from dcf.export.tensorrt import (
     sidecar_path,
 )
 from dcf.export.verify import verification_inputs
-from tests.support.checkpoints import tiny_checkpoint
 
 
 class _Recorder:
@@ -126,12 +124,11 @@ def fake_tensorrt(record: _Recorder, plugin_registers: bool = True) -> types.Mod
     return trt
 
 
-@pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("trt")
-    path = tmp / "model.onnx"
-    export_onnx(tiny_checkpoint(tmp, "x3d_xs_dcf", frames=4, size=32), path, dynamic_frames=True)
-    return path
+@pytest.fixture
+def onnx_file(demo_exports: dict[str, Path]) -> Path:
+    """A file with the custom node, dynamic frames and a fixed size: the demo model (8 frames,
+    64x64 crops), exported once per run by conftest. No test here changes it."""
+    return demo_exports["custom"]
 
 
 def test_build_engine_glue(onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,7 +144,7 @@ def test_build_engine_glue(onnx_file: Path, tmp_path: Path, monkeypatch: pytest.
         plan,
         plugin=plugin,
         batch=ShapeRange(1, 2, 8),
-        frames=ShapeRange(2, 4, 16),
+        frames=ShapeRange(2, 4, 16),  # around the demo's 8 frames
         timing_cache=cache,
     )
     assert plan.read_bytes() == b"serialized engine"
@@ -156,13 +153,13 @@ def test_build_engine_glue(onnx_file: Path, tmp_path: Path, monkeypatch: pytest.
     assert ("load_library", str(plugin.resolve())) in calls
     assert ("network_flags", 1 << 1) in calls  # strongly typed
     assert ("clear_flag", "tf32") in calls  # an fp32 file builds a float32 engine
-    assert ("profile", "video", (1, 3, 2, 32, 32), (2, 3, 4, 32, 32), (8, 3, 16, 32, 32)) in calls
+    assert ("profile", "video", (1, 3, 2, 64, 64), (2, 3, 4, 64, 64), (8, 3, 16, 64, 64)) in calls
     assert ("parse", str(onnx_file)) in calls
     assert sidecar["tensorrt_version"] == "10.99.0"
     assert sidecar["plugin"] == {"name": "DCFCorrelation", "version": "1"}
     metadata, stored = read_engine_metadata(plan)
     assert stored == json.loads(json.dumps(sidecar)) and sidecar_path(plan).is_file()
-    assert metadata.architecture == "x3d_xs_dcf" and metadata.classes[0] == "class 0"
+    assert metadata.architecture == "x3d_xs_dcf" and metadata.classes[0] == "approaching"
 
 
 def test_plugin_without_the_creator_is_refused(
@@ -203,13 +200,11 @@ def test_engine_without_sidecar(tmp_path: Path) -> None:
         read_engine_metadata(tmp_path / "m.plan")
 
 
-@pytest.fixture(scope="module")
-def dynamic_onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("trt_dynamic")
-    path = tmp / "model.onnx"
-    model = tiny_checkpoint(tmp, "x3d_xs_dcf", frames=4, size=64)
-    export_onnx(model, path, dynamic_frames=True, dynamic_size=True)
-    return path
+@pytest.fixture
+def dynamic_onnx_file(dynamic_size_exports: dict[str, Path]) -> Path:
+    """A tiny x3d_xs_dcf (4 frames, 64 px) with the custom node, dynamic frames and size: made once
+    per run by conftest, shared with the ONNX export tests."""
+    return dynamic_size_exports["custom"]
 
 
 def _plugin(tmp_path: Path) -> Path:
@@ -253,8 +248,8 @@ def test_ranges_the_file_cannot_take_are_refused(
 ) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(_Recorder()))
     plugin = _plugin(tmp_path)
-    with pytest.raises(ValueError, match="takes exactly 32x32 pixels; re-export it with --dynamic-size"):
-        build_engine(onnx_file, tmp_path / "m.plan", plugin=plugin, size=ShapeRange(32, 32, 64))
+    with pytest.raises(ValueError, match="takes exactly 64x64 pixels; re-export it with --dynamic-size"):
+        build_engine(onnx_file, tmp_path / "m.plan", plugin=plugin, size=ShapeRange(64, 64, 128))
     with pytest.raises(ValueError, match=r"multiples of 32 in 64\.\.2048, got"):
         build_engine(dynamic_onnx_file, tmp_path / "m.plan", plugin=plugin, size=ShapeRange(64, 80, 128))
     with pytest.raises(ValueError, match="must include the model's crop 64"):

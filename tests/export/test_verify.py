@@ -10,12 +10,25 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from dcf.export.metadata import read_onnx_metadata
 from dcf.export.verify import TOLERANCES, compare
 from dcf.testing.media import moving_square, write_video
 from tests.support.checkpoints import tiny_checkpoint
 from tests.support.cli import run_dcf
 
 FP32 = TOLERANCES["fp32"]
+
+
+@pytest.fixture(scope="module")
+def demo_fp16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model exported by ``dcf export onnx --portable --precision fp16``: also this module's
+    file without a dynamic frames axis. No test changes it."""
+    path = tmp_path_factory.mktemp("demo_fp16") / "demo.fp16.onnx"
+    result = run_dcf(
+        "export", "onnx", "--checkpoint", "demo", "--out", str(path), "--portable", "--precision", "fp16"
+    )
+    assert result.returncode == 0, result.stderr
+    return path
 
 
 def test_compare_passes_equal_logits() -> None:
@@ -93,17 +106,18 @@ def test_verify_refuses_a_file_from_another_checkpoint(demo_exports: dict[str, P
     ],
 )  # fmt: skip
 def test_bad_requests_fail_with_one_clear_line(
-    args: list[str], message: str, demo_exports: dict[str, Path], tmp_path: Path
+    args: list[str],
+    message: str,
+    demo_exports: dict[str, Path],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     (tmp_path / "corrupt.safetensors").write_bytes(b"not a checkpoint")
     (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x07garbage")
-    static = tmp_path / "static.onnx"
-    if "{static}" in args:  # a file without a dynamic frames axis
-        assert (
-            run_dcf("export", "onnx", "--checkpoint", "demo", "--out", str(static), "--portable").returncode
-            == 0
-        )
-    paths = {"tmp": tmp_path, "static": static, **demo_exports}
+    paths = {"tmp": tmp_path, **demo_exports}
+    if "{static}" in args:  # a file without a dynamic frames axis (portable: no --plugin needed)
+        paths["static"] = request.getfixturevalue("demo_fp16")
+        assert not read_onnx_metadata(paths["static"]).dynamic_frames
     args = [arg.format(**paths) for arg in args]
     result = run_dcf("export", *args)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -126,13 +140,8 @@ def test_tensorrt_absent_is_explained(demo_exports: dict[str, Path], tmp_path: P
     assert "--portable" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_verify_fp16_export_against_its_own_tolerance(tmp_path: Path) -> None:
-    path = tmp_path / "demo.fp16.onnx"
-    result = run_dcf(
-        "export", "onnx", "--checkpoint", "demo", "--out", str(path), "--portable", "--precision", "fp16"
-    )
-    assert result.returncode == 0, result.stderr
-    result = run_dcf("export", "verify", "--checkpoint", "demo", "--onnx", str(path), "--json")
+def test_verify_fp16_export_against_its_own_tolerance(demo_fp16: Path) -> None:
+    result = run_dcf("export", "verify", "--checkpoint", "demo", "--onnx", str(demo_fp16), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(result.stdout)
     assert rows and all(row["precision"] == "fp16" and row["passed"] for row in rows)
