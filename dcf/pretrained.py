@@ -174,7 +174,12 @@ def _fill(source: Source, model: nn.Module, weights: dict[str, Tensor]) -> dict[
     refused by the caller)."""
     filled = {}
     for name, module in model.named_modules():
-        if source == "torchvision" and isinstance(module, nn.Conv3d) and name.endswith(".conv_t"):
+        if (
+            source == "torchvision"
+            and isinstance(module, nn.Conv3d)
+            and name.endswith(".conv_t")
+            and f"{name}.weight" not in weights
+        ):
             filled[f"{name}.weight"] = module.weight.detach().clone()  # a fresh one: a delta in time
         # PyTorchVideo's shortcut has no norm where the channels do not change (the first block).
         conv = weights.get(f"{name[:-2]}.0.weight")

@@ -286,6 +286,10 @@ def test_what_is_not_resnet_weights_is_refused(create_x3d) -> None:
         ValueError, match=r"convert to r2plus1d_r50\[_dcf\], r2plus1d_r101\[_dcf\], not x3d_s"
     ):
         convert_weights(deep, "torchvision", "x3d_s")
+    plain = _ResNet(RESNETS["r2plus1d_r50"]).state_dict()
+    cut = {k: v for k, v in plain.items() if k != "layer2.0.bn2.running_var"}
+    with pytest.raises(ValueError, match=r"lack 1 of r2plus1d_r50's tensors: stages\.1\.0\.bn2\.running_var"):
+        convert_weights(cut, "torchvision", "r2plus1d_r50")  # only the temporal convs are ever filled
     x3d = create_x3d(depth_factor=2.2, model_num_class=5, head_activation=None).state_dict()
     with pytest.raises(ValueError, match=r"are not torchvision weights \(is --from right\?\)"):
         convert_weights(x3d, "torchvision", "r2plus1d_r50")

@@ -77,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         note = f", {result.failed} failed (named above)" if result.failed else ""
+        if not result.videos:
+            print(
+                f"no video of {args.data} [{args.split}] could be decoded ({result.failed} failed, named above)"
+            )
+            return 1
         print(
             f"{args.checkpoint} on {args.data} [{args.split}], {args.clips} clip(s) x {args.crops} crop(s): "
             f"top-1 {result.top1:.2f}%, top-5 {result.top5:.2f}% over {result.videos} videos{note}"

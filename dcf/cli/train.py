@@ -27,7 +27,8 @@ epochs (the paper's insertion recipe), then everything.
 Broken videos: a training video that cannot be decoded is skipped with one warning naming it and
 another is drawn, so batches stay full; the count is in each epoch's log and metrics
 (train_skipped, val_failed). Past data.max_broken (default 0.01, a fraction of the training
-split) training stops; `dcf data check` lists such files before a run.
+split: under 100 videos, the first broken one) training stops; `dcf data check` lists such files
+before a run.
 
 Outputs in [run] out: last.safetensors and best.safetensors (checkpoints), last.state.safetensors
 (optimizer state for --resume) and metrics.jsonl (one line per epoch); with --tensorboard DIR also

@@ -21,12 +21,14 @@ _CHUNK = 64  # frames per read when every frame is decoded (memory stays bounded
 def check_video(path: str | Path, spec: InputSpec, *, full: bool = False) -> Broken | None:
     """Why ``path`` cannot be used (``None`` if it can): opened, and the frames of
     :data:`CHECK_CLIPS` evaluation clips sampled and preprocessed by ``spec``, or with ``full``
-    every frame decoded."""
+    every frame decoded (one that does not is an error: a damaged stretch, which training would
+    fill with the last good frame)."""
     try:
         video = open_video(path)
         if full:
             for start in range(0, video.info.num_frames, _CHUNK):
-                video.read(range(start, min(start + _CHUNK, video.info.num_frames)), spec.test_short_side)
+                stop = min(start + _CHUNK, video.info.num_frames)
+                video.read(range(start, stop), spec.test_short_side, strict=True)
         else:
             eval_views(video, spec, num_clips=CHECK_CLIPS)
     except BROKEN_VIDEO_ERRORS as exc:

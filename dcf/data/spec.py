@@ -17,6 +17,8 @@ Sampling = Literal["segment", "interval"]
 # Kinetics-trained X3D and torchvision video models normalise with these (RGB, 0..1 scale).
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
+# The paper's frame stride for interval sampling, by frame count (App. D).
+PAPER_INTERVALS = {8: 8, 13: 6, 16: 5}
 # torchvision's ImageNet classifiers normalise with these.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -56,7 +58,7 @@ class InputSpec:
         defaults = {
             "train_short_side": (round(256 * scale), round(320 * scale)),
             "test_short_side": round(256 * scale),
-            "interval": {8: 8, 13: 6, 16: 5}.get(num_frames, 8),
+            "interval": PAPER_INTERVALS.get(num_frames, 8),
         }
         return cls(num_frames=num_frames, crop_size=crop_size, **{**defaults, **overrides})
 

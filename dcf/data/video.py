@@ -124,13 +124,20 @@ class VideoSource(Protocol):
     info: VideoInfo
 
     def read(
-        self, indices: Sequence[int], short_side: int | None = None, cancel: threading.Event | None = None
+        self,
+        indices: Sequence[int],
+        short_side: int | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        strict: bool = False,
     ) -> np.ndarray:
         """Frames at ``indices`` (any order, repeats allowed) as uint8 (len(indices), H, W, 3),
-        resized so that min(H, W) == ``short_side`` (None: as stored).
+        resized so that min(H, W) == ``short_side`` (None: as stored). A wanted frame that does not
+        decode (a damaged stretch) repeats the last good one, unless ``strict``.
 
         Raises:
             DecodeCancelled: ``cancel`` was set before the frames were read.
+            VideoDecodeError: ``strict``, and a wanted frame did not decode.
         """
         ...
 
@@ -418,7 +425,12 @@ class EncodedVideo:
         return DecodePlan(tuple(runs), frames, frames * self._coded_pixels)
 
     def read(
-        self, indices: Sequence[int], short_side: int | None = None, cancel: threading.Event | None = None
+        self,
+        indices: Sequence[int],
+        short_side: int | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        strict: bool = False,
     ) -> np.ndarray:
         """See :meth:`VideoSource.read`.
 
@@ -459,9 +471,17 @@ class EncodedVideo:
             except av.error.FFmpegError as exc:
                 if last is None:
                     raise VideoDecodeError(f"could not decode any frame: {exc}") from None
-                # A damaged tail: keep what decoded, later indices reuse the last good frame.
+                damage = f": {exc}"  # a damaged tail: what decoded is kept
+            else:
+                damage = ""
         if last is None:
             raise VideoDecodeError("the video stream decodes to no frames")
+        missing = sorted(wanted - frames.keys())
+        if strict and missing:
+            raise VideoDecodeError(
+                f"{len(missing)} of the {self.info.num_frames} frames do not decode (the first: "
+                f"frame {missing[0]}){damage}"
+            )
         return np.stack([frames.get(i, last) for i in indices])
 
     def _keyframe_before(self, target: int) -> int | None:
@@ -497,9 +517,14 @@ class FrameFolder:
             raise VideoDecodeError(f"could not read frame {self._files[index]}: {exc}") from None
 
     def read(
-        self, indices: Sequence[int], short_side: int | None = None, cancel: threading.Event | None = None
+        self,
+        indices: Sequence[int],
+        short_side: int | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        strict: bool = False,
     ) -> np.ndarray:
-        frames = []
+        frames = []  # strict or not: a frame that does not decode is an error
         for i in indices:
             _check_cancel(cancel)
             frames.append(self._decode(i, short_side))

@@ -328,3 +328,13 @@ def write_broken_split(root: Path) -> None:
     (root / "a" / "empty.mp4").write_bytes(b"")
     (root / "b" / "cut.mp4").write_bytes(truncated(encoded(".mp4", moving_square(24, 40, 56)), keep=0.3))
     (root / "b" / "text.mp4").write_text("<html>404 Not Found</html>")
+
+
+def damaged_avi(num_frames: int = 48, damaged_from: int = 30, height: int = 64, width: int = 80) -> bytes:
+    """An MJPEG AVI whose frames from ``damaged_from`` on are zeroed (the AVI chunk headers kept): it
+    opens and its index lists every frame, but FFmpeg's decoder fails on the first zeroed one."""
+    data = bytearray(encoded(".avi", moving_square(num_frames, height, width)))
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # JPEG SOI
+    for start, end in zip(starts[damaged_from:], [*starts[damaged_from + 1 :], len(data)], strict=True):
+        data[start : end - 16] = bytes(end - 16 - start)  # 16 bytes: the next chunk's header and padding
+    return bytes(data)

@@ -14,7 +14,7 @@ from typing import Any
 
 from dcf._json import lists_to_tuples
 from dcf.data.datasets import FORMATS, Format
-from dcf.data.spec import InputSpec, Sampling
+from dcf.data.spec import PAPER_INTERVALS, InputSpec, Sampling
 
 DEFAULT_ARCHITECTURE = "x3d_xs_dcf"
 DEFAULT_CLIP = (8, 112)  # frames, crop
@@ -50,17 +50,23 @@ class DataSection:
     def input_spec(self, base: InputSpec | None = None) -> InputSpec:
         """The clip the values set here describe, over ``base`` (an init checkpoint's) where left out.
 
-        A new frame count or crop rescales what depends on it (interval, short sides) unless those
+        Over a base, a new frame count takes the paper's interval for it (8, 13, 16 frames: 8, 6, 5;
+        others keep the base's) and a new crop scales the base's short sides with it, unless those
         are set too; mean, std and sampling stay the base's.
         """
         names = ("num_frames", "crop_size", "sampling", "interval", "train_short_side", "test_short_side")
         given = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
-        if base is not None and not {"num_frames", "crop_size"} & set(given):
-            return dataclasses.replace(base, **given)
-        frames, crop = DEFAULT_CLIP if base is None else (base.num_frames, base.crop_size)
-        if base is not None:
-            given = {"mean": base.mean, "std": base.std, "sampling": base.sampling, **given}
-        return InputSpec.for_crop(given.pop("num_frames", frames), given.pop("crop_size", crop), **given)
+        if base is None:
+            frames, crop = DEFAULT_CLIP
+            return InputSpec.for_crop(given.pop("num_frames", frames), given.pop("crop_size", crop), **given)
+        derived: dict[str, Any] = {}
+        if "num_frames" in given:
+            derived["interval"] = PAPER_INTERVALS.get(given["num_frames"], base.interval)
+        if "crop_size" in given:
+            scale = given["crop_size"] / base.crop_size
+            derived["train_short_side"] = tuple(round(side * scale) for side in base.train_short_side)
+            derived["test_short_side"] = round(base.test_short_side * scale)
+        return dataclasses.replace(base, **{**derived, **given})
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,9 @@ def evaluate(
     batch: Batch
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
         for broken in batch.broken:
-            if known is None or broken.path not in known:
+            if (known is None or broken.path not in known) and (
+                not dist.is_initialized() or dist.get_rank() == 0
+            ):
                 logger.warning("cannot evaluate %s: %s", broken.path, broken.reason)
             if known is not None:
                 known.add(broken.path)
@@ -246,7 +248,7 @@ class _Run:
     @property
     def max_broken(self) -> int:
         """The broken training videos tolerated before training stops."""
-        return math.floor(self.config.data.max_broken * len(self.train_set))
+        return math.floor(self.config.data.max_broken * len(self.train_set) + 1e-9)  # 0.29 * 100 is 29
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, float]:
@@ -264,7 +266,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                 frozen = epoch < config.optim.freeze_backbone_epochs
                 net = _phase(run, frozen=frozen)
             stats = _train_epoch(run, net, epoch, frozen=frozen, progress=progress and run.env.is_main)
-            val = evaluate(net, run.val_loader, run.env.device, known=run.val_broken)
+            # The module itself, not its DDP wrapper: a rank whose batch is all undecodable skips the
+            # forward, which must then not be a collective.
+            val = evaluate(run.model, run.val_loader, run.env.device, known=run.val_broken)
             metrics = {
                 "epoch": epoch + 1,
                 "loss": stats["loss"],
@@ -297,7 +301,9 @@ def _phase(run: _Run, *, frozen: bool) -> nn.Module:
     if run.env.is_main and (frozen or run.config.optim.freeze_backbone_epochs):
         trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in run.model.parameters())
-        what = "the DCF blocks and the head" if frozen else "everything"
+        what = "everything"
+        if frozen:
+            what = "the DCF blocks and the head" if isinstance(run.model, DCFNet) else "the head alone"
         logger.info("training %s: %d of %d parameters", what, trainable, total)
     return DistributedDataParallel(run.model) if run.env.world_size > 1 else run.model
 
@@ -362,7 +368,7 @@ def _build(config: TrainConfig, env: Distributed) -> _Run:
         scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
         use_amp=use_amp,
         per_process=per_process,
-        writer=_tensorboard(config.run.tensorboard) if config.run.tensorboard and env.is_main else None,
+        writer=_tensorboard(config.run.tensorboard, create=env.is_main) if config.run.tensorboard else None,
     )
 
 
@@ -413,14 +419,16 @@ def _load_init(
         )
 
 
-def _tensorboard(folder: str) -> Any:
+def _tensorboard(folder: str, *, create: bool) -> Any:
+    """A writer into ``folder`` if ``create`` (rank 0); every rank checks that TensorBoard is there,
+    so that all stop alike where it is not."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ValueError(
             "run.tensorboard (--tensorboard) needs the tensorboard package: pip install 'dcf[tensorboard]'"
         ) from None
-    return SummaryWriter(folder)
+    return SummaryWriter(folder) if create else None
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -533,25 +541,35 @@ def _train_epoch(run: _Run, net: nn.Module, epoch: int, *, frozen: bool, progres
 
 def _skip_broken(run: _Run, batch: Batch) -> None:
     """Warns once about each broken training video (another was drawn in its place), and stops
-    training when more than ``data.max_broken`` of the split is broken, or when no draw decoded."""
-    for video in batch.broken:
+    training when more than ``data.max_broken`` of the split is broken, or when no draw decoded.
+    Under DDP every rank learns every rank's broken videos each step, so all decide alike."""
+    broken, failed = batch.broken, bool(batch.failed.any())
+    if dist.is_initialized():
+        flags = torch.tensor([len(broken), int(failed)], device=run.env.device)
+        dist.all_reduce(flags)
+        if flags[0]:
+            parts: list[list[Broken] | None] = [None] * run.env.world_size
+            dist.all_gather_object(parts, list(broken))
+            broken = [video for part in parts for video in part or ()]
+        failed = bool(flags[1])
+    for video in broken:
         if video.path not in run.broken:
             run.broken[video.path] = video.reason
-            logger.warning("skipping %s (another video is drawn): %s", video.path, video.reason)
+            if run.env.is_main:
+                logger.warning("skipping %s (another video is drawn): %s", video.path, video.reason)
+    data = run.config.data
+    check = f"dcf data check {data.root} --format {data.format} --split {data.train_split}"
     if len(run.broken) > run.max_broken:
-        data = run.config.data
         raise BrokenDataset(
             f"{len(run.broken)} of the {len(run.train_set)} training videos seen so far cannot be decoded, "
             f"more than data.max_broken={data.max_broken:g} of the split allows ({run.max_broken}); "
-            f"stopping. List them all with: dcf data check {data.root} --format {data.format} "
-            f"--split {data.train_split}; then fix or remove them, or raise data.max_broken"
+            f"stopping. List them all with: {check}; then fix or remove them, or raise data.max_broken"
         )
-    if batch.failed.any():
-        last = batch.broken[-1]
+    if failed:
+        last = broken[-1]
         raise BrokenDataset(
             f"{MAX_DRAWS} training videos drawn in a row could not be decoded (the last: {last.path}: "
-            f"{last.reason}); check the split with: dcf data check {run.config.data.root} "
-            f"--format {run.config.data.format} --split {run.config.data.train_split}"
+            f"{last.reason}); check the split with: {check}"
         )
 
 

@@ -20,6 +20,7 @@ from dcf.checkpoint import CheckpointConfig, load_checkpoint, save_checkpoint
 from dcf.data.spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from dcf.data.synthetic import CLASS_NAMES, generate
 from dcf.testing.media import write_broken_split
+from dcf.testing.server import free_port
 from dcf.training.engine import read_metrics
 from tests.support.cli import run_dcf
 
@@ -123,29 +124,46 @@ def test_train_kill_resume_eval(dataset: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_on_cpu(dataset: Path, tmp_path: Path) -> None:
-    out = tmp_path / "ddp"
+def _torchrun(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29561",
-        "-m",
-        "dcf",
-        *train_args(dataset, out, 2),
-        "--freeze-backbone-epochs",
-        "1",  # a DDP wrapper per phase: each reduces the parameters that train in it
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    port = str(free_port())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", port]
+    return subprocess.run([*cmd, "-m", "dcf", *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_ddp_two_processes_on_cpu(dataset: Path, tmp_path: Path) -> None:
+    """Two ranks (gloo) through a frozen and an unfrozen epoch, with broken videos in the training
+    split and a validation split where one rank's only video is broken (that rank skips the forward:
+    no collective may hang on it); then the broken-video stop, taken by both ranks alike."""
+    data = tmp_path / "data"
+    shutil.copytree(dataset / "train", data / "train")
+    write_broken_split(tmp_path / "broken")
+    for name in ("a/empty.mp4", "b/cut.mp4", "b/text.mp4"):
+        shutil.copy(tmp_path / "broken" / name, data / "train" / CLASS_NAMES[name[0] == "b"] / name[2:])
+    for label in CLASS_NAMES:
+        (data / "val" / label).mkdir(parents=True)
+    shutil.copy(next((dataset / "val" / CLASS_NAMES[0]).iterdir()), data / "val" / CLASS_NAMES[0])
+    shutil.copy(tmp_path / "broken" / "b/text.mp4", data / "val" / CLASS_NAMES[1] / "text.mp4")
+    out = tmp_path / "ddp"
+    result = _torchrun(
+        *train_args(data, out, 2), "--set", "data.max_broken=0.2", "--set", "optim.batch_size=4",
+        "--freeze-backbone-epochs", "1",  # a DDP wrapper per phase: each reduces the parameters that train in it
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert epochs_logged(out) == [1, 2]  # rank 0 alone writes
-    assert [r["backbone_frozen"] for r in read_metrics(out / "metrics.jsonl")] == [True, False]
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["backbone_frozen"] for r in records] == [True, False]
+    assert all(r["val_failed"] == 1 and r["train_skipped"] >= 3 for r in records)
+    for name in ("empty.mp4", "cut.mp4", "text.mp4"):  # each rank learns the other's: rank 0 warns once
+        assert result.stderr.count(f"{name} (another video is drawn)") == 1, result.stderr[-3000:]
     assert "2 process(es)" in result.stderr
     assert load_checkpoint(out / "last.safetensors").classes
+
+    strict = _torchrun(*train_args(data, tmp_path / "strict", 1), "--set", "data.max_broken=0.1")
+    assert strict.returncode != 0
+    assert (
+        strict.stderr.count("more than data.max_broken=0.1 of the split allows (1); stopping") == 2
+    )  # both ranks
 
 
 def test_eval_rejects_a_bad_checkpoint(tmp_path: Path, dataset: Path) -> None:
@@ -237,6 +255,20 @@ def test_fine_tune_from_init_through_broken_videos(dataset: Path, tmp_path: Path
     assert [r["backbone_frozen"] for r in records] == [True, False]
     after = load_file(out / "last.safetensors")
     assert not torch.equal(before["backbone.stem.0.weight"], after["backbone.stem.0.weight"])
+    straight = run_dcf(
+        *args,
+        "--freeze-backbone-epochs",
+        "1",
+        "--set",
+        "optim.epochs=2",
+        "--set",
+        f'run.out="{tmp_path / "straight"}"',
+    )
+    assert straight.returncode == 0, straight.stderr
+    resumed = load_file(out / "last.safetensors")  # resumed across the end of the freeze: bit for bit
+    assert all(
+        torch.equal(t, resumed[n]) for n, t in load_file(tmp_path / "straight" / "last.safetensors").items()
+    )
     scalars = _tensorboard_scalars(board)
     for key, tag in (
         ("val_top1", "val/top1"),

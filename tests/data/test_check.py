@@ -13,7 +13,7 @@ from dcf.data.check import check_video, check_videos
 from dcf.data.datasets import read_dataset
 from dcf.data.spec import InputSpec
 from dcf.data.video import VideoSource, open_video
-from dcf.testing.media import moving_square, write_broken_split, write_video
+from dcf.testing.media import damaged_avi, moving_square, write_broken_split, write_video
 
 SPEC = InputSpec.for_crop(4, 32)
 
@@ -38,9 +38,9 @@ def test_full_decodes_every_frame_in_chunks(tmp_path: Path, monkeypatch: pytest.
         video = open_video(source)
         real = video.read
 
-        def read(indices: Sequence[int], short_side: int | None = None, cancel: object = None) -> np.ndarray:
+        def read(indices: Sequence[int], *args: object, **options: bool) -> np.ndarray:
             reads.append(list(indices))
-            return real(indices, short_side)
+            return real(indices, *args, **options)  # type: ignore[arg-type]
 
         video.read = read  # type: ignore[method-assign]
         return video
@@ -52,3 +52,11 @@ def test_full_decodes_every_frame_in_chunks(tmp_path: Path, monkeypatch: pytest.
     assert check_video(path, SPEC, full=True) is None
     assert [i for r in reads for i in r] == list(range(150)) and max(map(len, reads)) == 64
     assert check_video(tmp_path / "missing.mp4", SPEC, full=True) is not None
+
+
+def test_full_finds_a_damaged_stretch_that_sampling_fills(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.avi"
+    path.write_bytes(damaged_avi(num_frames=48, damaged_from=30))
+    assert check_video(path, SPEC) is None  # the sampled frames fall back on the last good one
+    broken = check_video(path, SPEC, full=True)
+    assert broken is not None and "18 of the 48 frames do not decode (the first: frame 30)" in broken.reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -56,9 +57,21 @@ def test_the_clip_comes_from_the_init_checkpoint_where_left_out() -> None:
     assert load_config(None, ["data.test_short_side=182"]).data.input_spec(base) == InputSpec.for_crop(
         13, 160, mean=IMAGENET_MEAN, sampling="interval", interval=6, test_short_side=182
     )
-    # A new clip size rescales what depends on it; the colours and the sampling stay the base's.
-    smaller = load_config(None, ["data.crop_size=112", "data.num_frames=8"]).data.input_spec(base)
-    assert smaller == InputSpec.for_crop(8, 112, mean=IMAGENET_MEAN, sampling="interval")
+    # A new frame count takes its interval, a new crop scales the short sides; nothing else moves.
+    assert load_config(None, ["data.num_frames=16"]).data.input_spec(base) == dataclasses.replace(
+        base, num_frames=16, interval=5
+    )
+    assert load_config(None, ["data.num_frames=10"]).data.input_spec(base).interval == 6  # the base's
+    assert load_config(None, ["data.crop_size=224"]).data.input_spec(base) == dataclasses.replace(
+        base,
+        crop_size=224,
+        train_short_side=(256, 321),
+        test_short_side=224,  # (183, 229) x 1.4
+    )
+    both = load_config(None, ["data.crop_size=112", "data.num_frames=8", "data.interval=2"]).data.input_spec(
+        base
+    )
+    assert both == InputSpec(8, 112, IMAGENET_MEAN, base.std, "interval", 2, (128, 160), 112)
 
 
 @pytest.mark.parametrize(
