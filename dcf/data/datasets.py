@@ -175,6 +175,7 @@ class ClipDataset(Dataset[Sample]):
     that cannot be decoded is replaced by another drawn at random (reproducibly), and named in
     :attr:`Sample.broken` (after :data:`MAX_DRAWS` broken draws in a row the sample is ``failed``). Evaluation: ``num_clips`` x ``num_crops`` views, shape
     (views, 3, T, S, S); a video that cannot be decoded gives zeros and itself in ``broken``.
+    Load it with ``collate_fn=collate`` (the default collation cannot batch ``broken``).
     """
 
     def __init__(
