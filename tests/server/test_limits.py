@@ -200,26 +200,41 @@ def test_stalled_and_trickling_uploads_beside_an_ordinary_client(guarded: Server
     assert guarded.predict(ordinary).status_code == 200
 
 
+def _seconds_until_idle(server: Server, limit_s: float = 5.0) -> float:
+    """How long until no upload is decoding (polled every 10 ms)."""
+    start = time.perf_counter()
+    while server.metric("dcf_decoding_uploads") != 0:
+        assert time.perf_counter() - start < limit_s, "a decode went on past the request's end"
+        time.sleep(0.01)
+    return time.perf_counter() - start
+
+
 def test_decoding_stops_at_the_deadline_and_when_the_client_leaves(tmp_path: Path, hires: bytes) -> None:
-    """A 1 s job (every 4K frame, one decoder thread) cut short at 0.2 s: the worker is free soon after."""
+    """A long job (every 4K frame, one decoder thread), timed here left alone, then cut short at
+    0.2 s by the deadline and by a client leaving: the worker is free long before the job would
+    have ended."""
     slow = {"DCF_DECODE_WORKERS": "1", "DCF_DECODE_THREADS": "1"}
     options = {"timeline": "true", "window_s": 1}
+    server = start_server(tmp_path, env=slow)
+    try:
+        full = server.predict(hires, **options)  # the job left alone, on this machine
+        assert full.status_code == 200, full.text
+        job_s = full.json()["timings_ms"]["decode"] / 1000
+        assert job_s > 0.3, f"the job takes {job_s:.2f} s: too short to tell a stop from an end"
+        with pytest.raises(httpx.ReadTimeout):
+            server.predict(hires, timeout=0.2, **options)  # the client gives up, closing
+        assert 0.2 + _seconds_until_idle(server) < 0.9 * job_s
+        counted = 'dcf_requests_total{route="/v1/predict",status="499"} 1.0'
+        deadline = time.perf_counter() + 2  # counted once the handler has seen the client go
+        while counted not in server.get("/metrics").text and time.perf_counter() < deadline:
+            time.sleep(0.02)
+        assert counted in server.get("/metrics").text
+    finally:
+        stop_server(server)
     server = start_server(tmp_path, "--request-timeout-s", "0.2", env=slow)
     try:
         late = server.predict(hires, **options)
         assert late.status_code == 503 and late.json()["error"]["code"] == "deadline_exceeded"
-        time.sleep(0.3)
-        assert server.metric("dcf_decoding_uploads") == 0  # the worker stopped, within 0.3 s
-    finally:
-        stop_server(server)
-    server = start_server(tmp_path, env=slow)
-    try:
-        with pytest.raises(httpx.ReadTimeout):
-            server.predict(hires, timeout=0.2, **options)  # the client gives up, closing
-        time.sleep(0.5)
-        assert server.metric("dcf_decoding_uploads") == 0
-        assert 'dcf_requests_total{route="/v1/predict",status="499"} 1.0' in server.get("/metrics").text
-        full = server.predict(hires, **options)  # the same job, left alone, takes much longer
-        assert full.status_code == 200 and full.json()["timings_ms"]["decode"] > 600, full.text
+        assert 0.2 + _seconds_until_idle(server) < 0.9 * job_s  # the worker stopped, not finished
     finally:
         stop_server(server)
