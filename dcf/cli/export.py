@@ -66,11 +66,12 @@ Run the checkpoint in PyTorch (float32) and each exported model on the same inpu
 and one decoded video clip (--video, or a synthetic clip encoded to H.264 and decoded back).
 Prints max abs / rel logit error and top-1 agreement per runtime and input, and passes or fails
 each against its tolerance (fp32: rel <= 1e-4; fp16: rel <= 2e-2). Portable files run in ONNX
-Runtime; custom-node files in the onnx reference evaluator with a Python DCFCorrelation (slow);
-engines in TensorRT. Exits 1 when any check fails.
+Runtime, and with --openvino in OpenVINO too; custom-node files in the onnx reference evaluator
+with a Python DCFCorrelation (slow); engines in TensorRT. Exits 1 when any check fails.
 
 examples:
   dcf export verify --checkpoint demo --onnx demo.onnx --onnx demo.portable.onnx
+  dcf export verify --checkpoint demo --onnx demo.portable.onnx --openvino
   dcf export verify --checkpoint demo --engine demo.plan --plugin LIB --video clip.mp4
 """
 
@@ -147,7 +148,12 @@ def add_parser(subparsers: Any) -> None:
         "--video", type=Path, help="video for the decoded-clip check (default: synthetic)"
     )
     verify_parser.add_argument("--seed", type=int, default=1, help="seed of the random clips (default: 1)")
-    verify_parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all)")
+    verify_parser.add_argument(
+        "--openvino", action="store_true", help="also run the portable files in OpenVINO (the openvino extra)"
+    )
+    verify_parser.add_argument(
+        "--threads", type=int, default=0, help="ONNX Runtime and OpenVINO threads (default: all)"
+    )
     verify_parser.add_argument("--json", action="store_true", help="print the results as JSON")
     verify_parser.set_defaults(run=run_verify)
 
@@ -221,6 +227,10 @@ def run_verify(args: argparse.Namespace) -> int:
         raise ValueError("nothing to verify: pass --onnx FILE (repeatable) and/or --engine PLAN")
     if args.plugin is not None and args.engine is None:
         raise ValueError("--plugin only applies to --engine")
+    if args.openvino and not any(read_onnx_metadata(p).flavour == "portable" for p in args.onnx):
+        raise ValueError(
+            "--openvino runs portable ONNX files: pass one with --onnx (dcf export onnx --portable)"
+        )
     reference = load_backend(args.checkpoint, "torch")
     candidates: list[tuple[str, Backend]] = []
     for path in args.onnx:
@@ -229,6 +239,8 @@ def run_verify(args: argparse.Namespace) -> int:
         candidates.append(
             (path, load_backend(path, "onnxruntime" if portable else "onnx-reference", threads=args.threads))
         )
+        if portable and args.openvino:
+            candidates.append((path, load_backend(path, "openvino", threads=args.threads)))
     if args.engine is not None:
         candidates.append(
             (args.engine, load_backend(args.engine, "tensorrt", device="cuda", plugin=args.plugin))

@@ -36,6 +36,23 @@ def test_predict_json_timeline(clips: dict[str, Path]) -> None:
     assert answer["views"]["total"] == 4
 
 
+def test_predict_with_openvino_answers_as_onnx_runtime(
+    clips: dict[str, Path], demo_exports: dict[str, Path]
+) -> None:
+    answers = {}
+    for backend in ("onnxruntime", "openvino"):
+        result = run_dcf(
+            "predict", str(clips["moving left"]), "--model", str(demo_exports["portable"]),
+            "--backend", backend, "--json", "--clips", "2",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert f"with the {backend} backend on cpu" in result.stderr
+        answers[backend] = json.loads(result.stdout)["predictions"]
+    assert [p["label"] for p in answers["openvino"]] == [p["label"] for p in answers["onnxruntime"]]
+    for ov, ort in zip(answers["openvino"], answers["onnxruntime"], strict=True):
+        assert ov["score"] == pytest.approx(ort["score"], abs=2e-6)  # the answers' 6 decimals
+
+
 def test_predict_reports_bad_files_and_goes_on(clips: dict[str, Path], tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not a video")

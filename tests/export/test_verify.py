@@ -57,14 +57,15 @@ def test_verify_demo_passes(demo_exports: dict[str, Path], tmp_path: Path) -> No
     video = write_video(tmp_path / "clip.mp4", moving_square(20, 96, 128))
     result = run_dcf(
         "export", "verify", "--checkpoint", "demo", "--video", str(video),
-        "--onnx", str(demo_exports["custom"]), "--onnx", str(demo_exports["portable"]),
+        "--onnx", str(demo_exports["custom"]), "--onnx", str(demo_exports["portable"]), "--openvino",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if "PASS" in line or "FAIL" in line]
-    # 2 runtimes x (random batch, random with more frames, decoded clip)
-    assert len(rows) == 6 and all("PASS" in row for row in rows)
+    # 3 runtimes x (random batch, random with more frames, decoded clip)
+    assert len(rows) == 9 and all("PASS" in row for row in rows)
     assert sum("onnx-reference (demo.onnx)" in row for row in rows) == 3
     assert sum("onnxruntime (demo.portable.onnx)" in row for row in rows) == 3
+    assert sum("openvino (demo.portable.onnx)" in row for row in rows) == 3
     assert any("random 1x12x64x64" in row for row in rows)
     assert any("decoded clip.mp4" in row for row in rows)
 
@@ -75,9 +76,12 @@ def test_verify_fails_a_wrong_model(demo_exports: dict[str, Path], tmp_path: Pat
     weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(1.05), weight.name))
     broken = tmp_path / "broken.onnx"
     onnx.save(model, str(broken))
-    result = run_dcf("export", "verify", "--checkpoint", "demo", "--onnx", str(broken), "--json")
+    result = run_dcf(
+        "export", "verify", "--checkpoint", "demo", "--onnx", str(broken), "--openvino", "--json"
+    )
     assert result.returncode == 1, result.stderr
     rows = json.loads(result.stdout)
+    assert {row["runtime"].split()[0] for row in rows} == {"onnxruntime", "openvino"}
     assert rows and not any(row["passed"] for row in rows)
     assert all(row["max_rel"] > TOLERANCES["fp32"].max_rel for row in rows)
 
@@ -99,6 +103,7 @@ def test_verify_refuses_a_file_from_another_checkpoint(demo_exports: dict[str, P
         (["verify", "--checkpoint", "demo", "--onnx", "{tmp}/missing.onnx"], "ONNX model not found"),
         (["verify", "--checkpoint", "demo", "--onnx", "{tmp}/corrupt.onnx"], "not a readable ONNX model"),
         (["verify", "--checkpoint", "demo", "--onnx", "{portable}", "--plugin", "{tmp}/p.so"], "--plugin only applies"),
+        (["verify", "--checkpoint", "demo", "--onnx", "{custom}", "--openvino"], "--openvino runs portable ONNX files"),
         (["tensorrt", "--onnx", "{custom}", "--out", "{tmp}/m.plan"], "pass --plugin"),
         (["tensorrt", "--onnx", "{custom}", "--out", "{tmp}/m.plan", "--plugin", "{tmp}/missing.so"], "plugin library not found"),
         (["tensorrt", "--onnx", "{portable}", "--out", "{tmp}/m.plan", "--batch", "8:1:4"], "1 <= MIN <= OPT <= MAX"),
