@@ -124,6 +124,14 @@ def test_train_kill_resume_eval(dataset: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def _add_broken_videos(split: Path, folder: Path) -> None:
+    """The broken files of :func:`write_broken_split` (written into ``folder``) copied into two
+    classes of ``split``: empty, cut short, and text named .mp4."""
+    write_broken_split(folder)
+    for name in ("a/empty.mp4", "b/cut.mp4", "b/text.mp4"):
+        shutil.copy(folder / name, split / CLASS_NAMES[name[0] == "b"] / name[2:])
+
+
 def _torchrun(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     port = str(free_port())
@@ -137,9 +145,7 @@ def test_ddp_two_processes_on_cpu(dataset: Path, tmp_path: Path) -> None:
     no collective may hang on it); then the broken-video stop, taken by both ranks alike."""
     data = tmp_path / "data"
     shutil.copytree(dataset / "train", data / "train")
-    write_broken_split(tmp_path / "broken")
-    for name in ("a/empty.mp4", "b/cut.mp4", "b/text.mp4"):
-        shutil.copy(tmp_path / "broken" / name, data / "train" / CLASS_NAMES[name[0] == "b"] / name[2:])
+    _add_broken_videos(data / "train", tmp_path / "broken")
     for label in CLASS_NAMES:
         (data / "val" / label).mkdir(parents=True)
     shutil.copy(next((dataset / "val" / CLASS_NAMES[0]).iterdir()), data / "val" / CLASS_NAMES[0])
@@ -199,9 +205,7 @@ def test_fine_tune_from_init_through_broken_videos(dataset: Path, tmp_path: Path
     pytest.importorskip("tensorboard", reason="needs the tensorboard extra (in the test extra)")
     data = tmp_path / "data"
     shutil.copytree(dataset, data)
-    write_broken_split(tmp_path / "broken")
-    for name in ("a/empty.mp4", "b/cut.mp4", "b/text.mp4"):  # in two classes of the training split
-        shutil.copy(tmp_path / "broken" / name, data / "train" / CLASS_NAMES[name[0] == "b"] / name[2:])
+    _add_broken_videos(data / "train", tmp_path / "broken")
     shutil.copy(tmp_path / "broken" / "b/text.mp4", data / "val" / CLASS_NAMES[3] / "text.mp4")
     spec = InputSpec.for_crop(4, 32, mean=IMAGENET_MEAN, std=IMAGENET_STD, sampling="interval", interval=2)
     kwargs = {"widths": [8, 16, 32, 64], "stem_width": 8, "head_width": 32}
