@@ -37,6 +37,7 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_rel=1e-4),  # float32 end to end: only summation order differs
     "fp16": Tolerance(max_rel=2e-2),  # half-precision weights and activations (10-bit mantissa)
+    "bf16": Tolerance(max_rel=5e-2),  # bfloat16 compute (7-bit mantissa; OpenVINO's bf16 option)
 }
 
 

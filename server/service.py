@@ -63,6 +63,7 @@ def load_backend_for(settings: ServerSettings) -> Backend:
         threads=settings.threads,
         plugin=settings.plugin,
         name=settings.name,
+        precision=settings.precision,
     )
 
 

@@ -65,13 +65,14 @@ Run the checkpoint in PyTorch (float32) and each exported model on the same inpu
 (another seed than the export traced with; other frame counts and sizes where the file is dynamic)
 and one decoded video clip (--video, or a synthetic clip encoded to H.264 and decoded back).
 Prints max abs / rel logit error and top-1 agreement per runtime and input, and passes or fails
-each against its tolerance (fp32: rel <= 1e-4; fp16: rel <= 2e-2). Portable files run in ONNX
-Runtime, and with --openvino in OpenVINO too; custom-node files in the onnx reference evaluator
-with a Python DCFCorrelation (slow); engines in TensorRT. Exits 1 when any check fails.
+each against its tolerance (fp32: rel <= 1e-4; fp16: rel <= 2e-2; bf16: rel <= 5e-2). Portable
+files run in ONNX Runtime, custom-node files in the onnx reference evaluator with a Python
+DCFCorrelation (slow); with --openvino every file runs in OpenVINO too (custom-node files with
+the compiled CPU kernel), at --precision; engines run in TensorRT. Exits 1 when any check fails.
 
 examples:
   dcf export verify --checkpoint demo --onnx demo.onnx --onnx demo.portable.onnx
-  dcf export verify --checkpoint demo --onnx demo.portable.onnx --openvino
+  dcf export verify --checkpoint demo --onnx demo.onnx --openvino --precision bf16
   dcf export verify --checkpoint demo --engine demo.plan --plugin LIB --video clip.mp4
 """
 
@@ -149,7 +150,15 @@ def add_parser(subparsers: Any) -> None:
     )
     verify_parser.add_argument("--seed", type=int, default=1, help="seed of the random clips (default: 1)")
     verify_parser.add_argument(
-        "--openvino", action="store_true", help="also run the portable files in OpenVINO (the openvino extra)"
+        "--openvino",
+        action="store_true",
+        help="also run every file in OpenVINO (the openvino extra; custom-node files with the CPU kernel)",
+    )
+    verify_parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
+        help="OpenVINO's compute precision, checked against its tolerance (default: fp32)",
     )
     verify_parser.add_argument(
         "--threads", type=int, default=0, help="ONNX Runtime and OpenVINO threads (default: all)"
@@ -227,10 +236,8 @@ def run_verify(args: argparse.Namespace) -> int:
         raise ValueError("nothing to verify: pass --onnx FILE (repeatable) and/or --engine PLAN")
     if args.plugin is not None and args.engine is None:
         raise ValueError("--plugin only applies to --engine")
-    if args.openvino and not any(read_onnx_metadata(p).flavour == "portable" for p in args.onnx):
-        raise ValueError(
-            "--openvino runs portable ONNX files: pass one with --onnx (dcf export onnx --portable)"
-        )
+    if args.precision != "fp32" and not args.openvino:
+        raise ValueError(f"--precision {args.precision} is OpenVINO's: add --openvino")
     reference = load_backend(args.checkpoint, "torch")
     candidates: list[tuple[str, Backend]] = []
     for path in args.onnx:
@@ -239,8 +246,10 @@ def run_verify(args: argparse.Namespace) -> int:
         candidates.append(
             (path, load_backend(path, "onnxruntime" if portable else "onnx-reference", threads=args.threads))
         )
-        if portable and args.openvino:
-            candidates.append((path, load_backend(path, "openvino", threads=args.threads)))
+        if args.openvino:
+            candidates.append(
+                (path, load_backend(path, "openvino", threads=args.threads, precision=args.precision))
+            )
     if args.engine is not None:
         candidates.append(
             (args.engine, load_backend(args.engine, "tensorrt", device="cuda", plugin=args.plugin))

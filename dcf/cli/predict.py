@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 from dcf.checkpoint import DEMO
 from dcf.cli.options import add_model_arguments, model_values
-from dcf.inference.backends import ServedBackend
+from dcf.inference.backends import Precision, ServedBackend
 from dcf.inference.pipeline import MAX_BATCH, PredictOptions
 
 log = logging.getLogger("dcf.predict")
@@ -60,7 +60,15 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--model", default=DEMO, help="checkpoint or 'demo', portable .onnx, or .plan (default: demo)"
     )
-    parser.add_argument("--backend", default="auto", choices=get_args(ServedBackend))
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=get_args(ServedBackend),
+        help="default auto: from the file (.onnx on CPU: openvino where installed)",
+    )
+    parser.add_argument(
+        "--precision", default="fp32", choices=get_args(Precision), help="bf16 and fp16 are openvino's"
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--plugin", help="TensorRT plugin library, for .plan models")
     add_model_arguments(parser, PredictOptions)
@@ -119,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
     videos = find_videos(args.paths, args.list)
     sink = open_results(args.out, args.resume) if args.out else PrintResults(videos, args.json)
     try:
-        backend = load_backend(args.model, args.backend, device=args.device, plugin=args.plugin)
+        backend = load_backend(
+            args.model, args.backend, device=args.device, plugin=args.plugin, precision=args.precision
+        )
         if args.ray:
             from dcf.inference.ray_bulk import run_on_ray
 
@@ -133,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 backend=args.backend,
                 device=args.device,
                 plugin=args.plugin,
+                precision=args.precision,
                 batch=args.batch,
                 actors=args.ray_actors,
                 progress=not args.no_progress,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, get_args
 
-from dcf.inference.backends import ServedBackend
+from dcf.inference.backends import Precision, ServedBackend
 
 DESCRIPTION = """\
 Serve a model over HTTP (FastAPI under uvicorn). With no arguments: the bundled demo model, on CPU,
@@ -33,7 +33,17 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--model", help="checkpoint or 'demo', portable .onnx, or TensorRT .plan (default: demo)"
     )
-    parser.add_argument("--backend", choices=get_args(ServedBackend), help="default: from the file")
+    parser.add_argument(
+        "--backend",
+        choices=get_args(ServedBackend),
+        help="default: from the file (.onnx on CPU: openvino where installed); openvino on a checkpoint "
+        "exports it at start-up",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=get_args(Precision),
+        help="compute precision (default: fp32; bf16, fp16: openvino)",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cpu")
     parser.add_argument("--plugin", help="TensorRT plugin library, for .plan models")
     parser.add_argument("--host", help="default: 127.0.0.1 (use 0.0.0.0 in a container)")
@@ -60,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         name: getattr(args, name)
         for name in (
-            "model", "backend", "device", "plugin", "host", "port", "threads", "max_batch", "max_wait_ms",
+            "model", "backend", "precision", "device", "plugin", "host", "port", "threads", "max_batch", "max_wait_ms",
             "max_queue", "decode_workers", "max_upload_mb", "request_timeout_s",
         )
         if getattr(args, name) is not None

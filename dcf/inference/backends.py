@@ -19,8 +19,10 @@ tensorrt          engines (.plan) with the plugin     CUDA
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 BackendName = Literal["torch", "onnxruntime", "openvino", "onnx-reference", "tensorrt"]
 Device = Literal["cpu", "cuda"]
+# Compute precision: of the weights and activations; inputs and outputs are float32 in all.
+Precision = Literal["fp32", "bf16", "fp16"]
 # What dcf serve and dcf predict offer: onnx-reference checks custom-node files (dcf export verify)
 # and is far too slow to serve.
 ServedBackend = Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"]
@@ -43,7 +47,7 @@ ServedBackend = Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"]
 SUFFIXES: dict[BackendName, tuple[str, ...]] = {
     "torch": (".safetensors",),
     "onnxruntime": (".onnx",),
-    "openvino": (".onnx",),
+    "openvino": (".onnx", ".safetensors"),  # a checkpoint: exported at start-up
     "onnx-reference": (".onnx",),
     "tensorrt": (".plan", ".engine"),
 }
@@ -59,7 +63,7 @@ class ModelInfo:
     input_spec: InputSpec
     backend: BackendName
     device: Device
-    precision: Literal["fp32", "fp16"]  # of the weights and compute; inputs and outputs are float32
+    precision: Precision
     dynamic_frames: bool = True  # accepts other frame counts than input_spec.num_frames
     dynamic_size: bool = True  # accepts other heights and widths than input_spec.crop_size
 
@@ -80,11 +84,17 @@ def load_backend(
     threads: int = 0,
     plugin: str | Path | None = None,
     name: str | None = None,
+    precision: Precision = "fp32",
 ) -> Backend:
     """The backend for ``source``: a checkpoint (or ``"demo"``), an ONNX file or an engine.
 
-    ``auto`` picks by the file: torch for checkpoints, onnxruntime for .onnx, tensorrt for .plan.
-    ``threads`` are the runtime's intra-op threads (0: its default).
+    ``auto`` picks by the file (:func:`auto_backend`): torch for checkpoints, tensorrt for
+    engines, and for .onnx OpenVINO on CPU where it is installed (the fastest CPU runtime,
+    ``bench/results/cpu_runtimes.md``), else ONNX Runtime. ``openvino`` on a checkpoint exports
+    it at start-up and checks the export against the checkpoint (:func:`openvino_from_checkpoint`).
+    ``threads`` are the runtime's intra-op threads (0: its default). ``precision`` other than
+    fp32 is OpenVINO's (bf16 or fp16 compute); the others run a file at the precision it was
+    exported or built in.
 
     Raises:
         FileNotFoundError: If ``source`` does not exist.
@@ -95,7 +105,8 @@ def load_backend(
     source = str(source)
     suffix = Path(source).suffix.lower()
     if backend == "auto":
-        backend = next((b for b, suffixes in SUFFIXES.items() if suffix in suffixes), "torch")
+        backend, why = auto_backend(source, device)
+        log.info("backend auto: %s (%s)", backend, why)
     if backend not in SUFFIXES:
         raise ValueError(f"unknown backend {backend!r}; expected auto or one of {', '.join(SUFFIXES)}")
     if source != DEMO and not Path(source).is_file():
@@ -106,6 +117,11 @@ def load_backend(
         raise ValueError("the tensorrt backend runs on a GPU: pass --device cuda")
     if backend in ("onnx-reference", "openvino") and device != "cpu":
         raise ValueError(f"the {backend} backend runs on CPU")
+    if precision != "fp32" and backend != "openvino":
+        raise ValueError(
+            f"--precision {precision} is OpenVINO's (--backend openvino); the {backend} backend runs a "
+            "file at the precision it was exported in"
+        )
     name = name or Path(source).name.split(".")[0]  # "demo" for DEMO
     log.info("loading %s with the %s backend on %s", source, backend, device)
     if backend == "torch":
@@ -113,10 +129,63 @@ def load_backend(
     if backend == "onnxruntime":
         return OnnxRuntimeBackend(source, name, device, threads)
     if backend == "openvino":
-        return OpenVINOBackend(source, name, threads)
+        if suffix == ".onnx":
+            return OpenVINOBackend(source, name, threads, precision)
+        return openvino_from_checkpoint(source, name, threads, precision)
     if backend == "onnx-reference":
         return OnnxReferenceBackend(source, name)
     return TensorRTBackend(source, name, plugin)
+
+
+def auto_backend(source: str, device: Device = "cpu") -> tuple[BackendName, str]:
+    """The backend ``auto`` picks for ``source`` on ``device``, and why."""
+    suffix = Path(source).suffix.lower()
+    if suffix in SUFFIXES["tensorrt"]:
+        return "tensorrt", "a TensorRT engine"
+    if suffix != ".onnx":
+        return "torch", "a PyTorch checkpoint"
+    if device == "cpu" and importlib.util.find_spec("openvino") is not None:
+        return "openvino", "an ONNX file on CPU: OpenVINO is the fastest CPU runtime installed"
+    reason = "OpenVINO is not installed" if device == "cpu" else "OpenVINO runs on CPU only"
+    return "onnxruntime", f"an ONNX file on {device}; {reason}"
+
+
+def openvino_from_checkpoint(
+    source: str, name: str, threads: int = 0, precision: Precision = "fp32"
+) -> Backend:
+    """A checkpoint served in OpenVINO: exported at start-up (custom-node ONNX, batch, frames and
+    size dynamic, in a temporary folder gone once compiled), then checked against the checkpoint
+    in PyTorch on ``dcf export verify``'s inputs; the check is logged.
+
+    Raises:
+        ValueError: If the export's logits are outside the tolerance of its precision.
+    """
+    import tempfile
+
+    from dcf.export import verify
+    from dcf.export.names import SIZE_STRIDE
+    from dcf.export.onnx_export import export_onnx
+
+    reference = TorchBackend(source, name, "cpu", threads)
+    spec = reference.info.input_spec
+    dynamic_size = spec.crop_size % SIZE_STRIDE == 0 and spec.crop_size >= 2 * SIZE_STRIDE  # exportable
+    with tempfile.TemporaryDirectory(prefix="dcf-openvino-") as folder:
+        path = Path(folder) / f"{name}.onnx"
+        started = time.perf_counter()
+        export_onnx(reference.model, path, dynamic_frames=True, dynamic_size=dynamic_size)
+        backend = OpenVINOBackend(str(path), name, threads, precision)
+    inputs = verify.verification_inputs(spec, dynamic_frames=True, dynamic_size=dynamic_size)
+    results = verify.verify(reference, [("openvino", backend)], inputs)
+    worst = max(results, key=lambda r: r.max_rel)
+    summary = (
+        f"{source} exported for OpenVINO in {time.perf_counter() - started:.1f} s; logits against "
+        f"PyTorch on {len(results)} inputs: max relative error {worst.max_rel:.1e} "
+        f"(tolerance {verify.TOLERANCES[worst.precision].max_rel:.0e} for {worst.precision})"
+    )
+    if not all(r.passed for r in results):
+        raise ValueError(f"{summary}: FAILED on {worst.inputs}; serve the checkpoint with --backend torch")
+    log.info("%s: passed", summary)
+    return backend
 
 
 class TorchBackend:
@@ -172,7 +241,12 @@ class OnnxRuntimeBackend:
         from dcf.export.names import INPUT_NAME
 
         metadata = read_onnx_metadata(source)
-        require_portable(metadata, source, "ONNX Runtime", "serve it with TensorRT ('dcf export tensorrt')")
+        require_portable(
+            metadata,
+            source,
+            "ONNX Runtime",
+            "run it with --backend openvino on CPU (the openvino extra) or TensorRT ('dcf export tensorrt')",
+        )
         self._session = onnxruntime_session(source, threads, device)
         self._input = INPUT_NAME
         self.info = _exported_info(metadata, name, "onnxruntime", device)
@@ -182,32 +256,48 @@ class OnnxRuntimeBackend:
 
 
 class OpenVINOBackend:
-    """A portable ONNX file in OpenVINO on the CPU (the ``openvino`` extra), computing in float32:
-    set explicitly, because OpenVINO's default on processors with bfloat16 units is bfloat16
-    (about 4e-3 relative error on the logits instead of about 4e-7)."""
+    """An exported ONNX file in OpenVINO on the CPU (the ``openvino`` extra). Both flavours run:
+    custom-node files through the compiled CPU kernel (:mod:`dcf.export.openvino_op`, the faster),
+    portable files in standard ops. Float32 compute unless asked otherwise, and set explicitly:
+    OpenVINO's default on processors with bfloat16 units is bfloat16 (about 4e-3 relative error on
+    the logits instead of about 4e-7). ``info.precision`` is what OpenVINO compiled, read back (it
+    computes fp16 requests in bfloat16 on processors without fp16 arithmetic)."""
 
-    def __init__(self, source: str, name: str, threads: int = 0) -> None:
-        from dcf.export.metadata import read_onnx_metadata, require_portable
+    def __init__(self, source: str, name: str, threads: int = 0, precision: Precision = "fp32") -> None:
+        from dcf.export.metadata import read_onnx_metadata
         from dcf.export.names import INPUT_NAME
 
         try:
-            import openvino
+            import openvino  # noqa: F401  (the extra's presence, with a message that says how)
         except ImportError:
             raise ImportError("the openvino backend needs OpenVINO: pip install 'dcf[openvino]'") from None
+        from dcf.export.openvino_op import openvino_core
+
         metadata = read_onnx_metadata(source)
-        require_portable(metadata, source, "OpenVINO", "serve it with TensorRT ('dcf export tensorrt')")
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OPENVINO_PRECISIONS[precision]}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        core = openvino.Core()
+        core = openvino_core()
         compiled = core.compile_model(core.read_model(source), "CPU", config)
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        compiled_as = next(p for p, name in _OPENVINO_PRECISIONS.items() if name == hint)
+        if compiled_as != precision:
+            log.warning(
+                "OpenVINO computes %s in %s on this processor (%s asked)", source, compiled_as, precision
+            )
         self._request = compiled.create_infer_request()  # one: a backend is called from one thread
         self._input = INPUT_NAME
-        self.info = _exported_info(metadata, name, "openvino", "cpu")
+        # The coarser of the file's weights and the compute (fp16 weights computed in f32: fp16).
+        coarser = compiled_as if compiled_as != "fp32" else metadata.precision
+        self.info = replace(_exported_info(metadata, name, "openvino", "cpu"), precision=coarser)
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         outputs = self._request.infer({self._input: np.ascontiguousarray(clips, dtype=np.float32)})
         return np.array(outputs.to_tuple()[0], dtype=np.float32)  # a copy: the request reuses its buffer
+
+
+# OpenVINO's names of the compute precisions (its INFERENCE_PRECISION_HINT values).
+_OPENVINO_PRECISIONS: dict[Precision, str] = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
 class OnnxReferenceBackend:

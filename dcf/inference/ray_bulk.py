@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from dcf.checkpoint import DEMO
 from dcf.data.video import VideoInfo, VideoLimits
-from dcf.inference.backends import Device, ModelInfo, ServedBackend, load_backend
+from dcf.inference.backends import Device, ModelInfo, Precision, ServedBackend, load_backend
 from dcf.inference.bulk import Decoder, Record, Sink, Summary, answer_record, error_record
 from dcf.inference.errors import VideoError
 from dcf.inference.pipeline import MAX_BATCH, MAX_VIEWS, PredictOptions, PreparedVideo, run_views, summarize
@@ -65,9 +65,15 @@ class _Scorer:
     """A model actor: the backend loaded once, the logits of each batch of clip rows."""
 
     def __init__(
-        self, model: str, backend: ServedBackend, device: Device, plugin: str | None, batch: int
+        self,
+        model: str,
+        backend: ServedBackend,
+        device: Device,
+        plugin: str | None,
+        batch: int,
+        precision: Precision = "fp32",
     ) -> None:
-        self.backend = load_backend(model, backend, device=device, plugin=plugin)
+        self.backend = load_backend(model, backend, device=device, plugin=plugin, precision=precision)
         self.batch = batch
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -142,6 +148,7 @@ def run_on_ray(
     backend: ServedBackend = "auto",
     device: Device = "cpu",
     plugin: str | None = None,
+    precision: Precision = "fp32",
     batch: int = MAX_BATCH,
     actors: int = 1,
     limits: VideoLimits | None = None,
@@ -198,6 +205,7 @@ def run_on_ray(
                     "backend": backend,
                     "device": device,
                     "plugin": plugin and _local(plugin),
+                    "precision": precision,
                     "batch": batch,
                 },
                 batch_size=batch,

@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -104,6 +105,24 @@ def forward(x: Tensor, kernel_size: int, temporal_range: int) -> Tensor:
         "forward",
     )
     return y.to(x.dtype)
+
+
+def forward_into(x: np.ndarray, y: np.ndarray, kernel_size: int, temporal_range: int, threads: int) -> None:
+    """The forward of a contiguous float32 array ``x`` (N, C, T, H, W) written into ``y``
+    (N, K*K*2L, T, H, W), another runtime's buffer, on ``threads`` threads (the OpenVINO op)."""
+    lib = _library()
+    assert lib is not None
+    if x.dtype != np.float32 or y.dtype != np.float32 or not (x.flags.c_contiguous and y.flags.c_contiguous):
+        raise ValueError("the CPU correlation kernel takes contiguous float32 arrays")
+    n, c, t, h, w = x.shape
+    if y.shape != (n, kernel_size * kernel_size * 2 * temporal_range, t, h, w):
+        raise ValueError(f"correlation output buffer of shape {y.shape} for an input of shape {x.shape}")
+    _check(
+        lib.dcf_correlation_forward_f32(
+            x.ctypes.data, y.ctypes.data, n, c, t, h, w, kernel_size, temporal_range, threads
+        ),
+        "forward",
+    )
 
 
 def backward(grad_y: Tensor, x: Tensor, kernel_size: int, temporal_range: int) -> Tensor:

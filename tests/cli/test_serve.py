@@ -12,7 +12,7 @@ from tests.support.cli import run_dcf
 
 
 def test_serve_refuses_unusable_models_in_one_line(demo_exports: dict[str, Path], tmp_path: Path) -> None:
-    result = run_dcf("serve", "--model", str(demo_exports["custom"]))
+    result = run_dcf("serve", "--model", str(demo_exports["custom"]), "--backend", "onnxruntime")
     assert (
         result.returncode == 2
         and "ONNX Runtime cannot run" in result.stderr
@@ -30,7 +30,9 @@ def test_serve_refuses_unusable_models_in_one_line(demo_exports: dict[str, Path]
 def test_onnxruntime_backend_serves_the_portable_export(
     clips: dict[str, Path], demo_exports: dict[str, Path], tmp_path: Path
 ) -> None:
-    server = start_server(tmp_path, "--model", str(demo_exports["portable"]), "--threads", "1")
+    server = start_server(
+        tmp_path, "--model", str(demo_exports["portable"]), "--backend", "onnxruntime", "--threads", "1"
+    )
     try:
         (model,) = server.get("/v1/models").json()["models"]
         assert (model["name"], model["backend"], model["architecture"]) == (

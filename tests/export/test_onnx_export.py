@@ -129,8 +129,7 @@ def test_custom_and_portable_agree(exported) -> None:
     _, paths = exported
     x = np.random.default_rng(7).standard_normal((2, 3, 5, 64, 64), dtype=np.float32)
     custom = load_backend(paths["custom"], "onnx-reference")
-    portable = load_backend(paths["portable"])
-    assert portable.info.backend == "onnxruntime"
+    portable = load_backend(paths["portable"], "onnxruntime")
     np.testing.assert_allclose(custom(x), portable(x), atol=1e-5, rtol=1e-4)
 
 
@@ -173,7 +172,7 @@ def test_static_export_and_fp16(tmp_path: Path, seed: int) -> None:
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in proto.graph.initializer)
     assert metadata.precision == "fp16"
-    run = load_backend(path, threads=1)
+    run = load_backend(path, "onnxruntime", threads=1)
     assert (run.info.backend, run.info.precision) == ("onnxruntime", "fp16")
     x = np.random.default_rng(9).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
     expected = logits(model, x)

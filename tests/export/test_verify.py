@@ -61,9 +61,10 @@ def test_verify_demo_passes(demo_exports: dict[str, Path], tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if "PASS" in line or "FAIL" in line]
-    # 3 runtimes x (random batch, random with more frames, decoded clip)
-    assert len(rows) == 9 and all("PASS" in row for row in rows)
+    # 4 runs x (random batch, random with more frames, decoded clip)
+    assert len(rows) == 12 and all("PASS" in row for row in rows)
     assert sum("onnx-reference (demo.onnx)" in row for row in rows) == 3
+    assert sum("openvino (demo.onnx)" in row for row in rows) == 3
     assert sum("onnxruntime (demo.portable.onnx)" in row for row in rows) == 3
     assert sum("openvino (demo.portable.onnx)" in row for row in rows) == 3
     assert any("random 1x12x64x64" in row for row in rows)
@@ -103,7 +104,7 @@ def test_verify_refuses_a_file_from_another_checkpoint(demo_exports: dict[str, P
         (["verify", "--checkpoint", "demo", "--onnx", "{tmp}/missing.onnx"], "ONNX model not found"),
         (["verify", "--checkpoint", "demo", "--onnx", "{tmp}/corrupt.onnx"], "not a readable ONNX model"),
         (["verify", "--checkpoint", "demo", "--onnx", "{portable}", "--plugin", "{tmp}/p.so"], "--plugin only applies"),
-        (["verify", "--checkpoint", "demo", "--onnx", "{custom}", "--openvino"], "--openvino runs portable ONNX files"),
+        (["verify", "--checkpoint", "demo", "--onnx", "{custom}", "--precision", "bf16"], "--precision bf16 is OpenVINO's: add --openvino"),
         (["tensorrt", "--onnx", "{custom}", "--out", "{tmp}/m.plan"], "pass --plugin"),
         (["tensorrt", "--onnx", "{custom}", "--out", "{tmp}/m.plan", "--plugin", "{tmp}/missing.so"], "plugin library not found"),
         (["tensorrt", "--onnx", "{portable}", "--out", "{tmp}/m.plan", "--batch", "8:1:4"], "1 <= MIN <= OPT <= MAX"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 import torch
 
 from dcf.export.verify import TOLERANCES
-from dcf.inference.backends import load_backend
+from dcf.inference.backends import auto_backend, load_backend
 from tests.support.sockets import watch_sockets
 
 
@@ -31,19 +33,20 @@ def test_every_cpu_backend_gives_the_checkpoints_logits(files: dict[str, Path]) 
         np.testing.assert_allclose(actual, expected, atol=1e-4 * np.abs(expected).max(), rtol=1e-4)
 
 
-def test_openvino_gives_the_checkpoints_logits_in_float32(files: dict[str, Path]) -> None:
-    """Batches and frame counts other than the export traced, within the fp32 tolerance of
-    ``dcf export verify``; no socket opened while loading and running (OpenVINO's telemetry
-    package serves its tools, not the runtime)."""
+@pytest.mark.parametrize("flavour", ["portable", "custom"])
+def test_openvino_gives_the_checkpoints_logits_in_float32(files: dict[str, Path], flavour: str) -> None:
+    """Both flavours (custom nodes on the compiled CPU kernel): batches and frame counts other
+    than the export traced, within the fp32 tolerance of ``dcf export verify``; no socket opened
+    while loading and running (OpenVINO's telemetry package serves its tools, not the runtime)."""
     pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
     reference = load_backend(files["checkpoint"])
     rng = np.random.default_rng(8)
-    clips = [
-        rng.standard_normal(shape, dtype=np.float32)
-        for shape in ((1, 3, 4, 32, 32), (3, 3, 4, 32, 32), (2, 3, 7, 32, 32))
-    ]
+    shapes = [(1, 3, 4, 32, 32), (3, 3, 4, 32, 32)]
+    if flavour == "portable":  # the custom-node file is exported with static frames
+        shapes.append((2, 3, 7, 32, 32))
+    clips = [rng.standard_normal(shape, dtype=np.float32) for shape in shapes]
     with watch_sockets() as watch:
-        backend = load_backend(files["portable"], "openvino", threads=1)
+        backend = load_backend(files[flavour], "openvino", threads=1)
         answers = [backend(x) for x in clips]
     for x, actual in zip(clips, answers, strict=True):  # each answer its own array, not a reused buffer
         expected = reference(x)
@@ -55,9 +58,66 @@ def test_openvino_gives_the_checkpoints_logits_in_float32(files: dict[str, Path]
         assert not watch.new(f"pid={os.getpid()},"), watch.new(f"pid={os.getpid()},")
 
 
+def test_openvino_reduced_precision_reports_what_it_computes(files: dict[str, Path]) -> None:
+    """bf16 and fp16 compute: the precision OpenVINO compiled is reported (fp16 runs as bf16 on
+    processors without fp16 arithmetic, f32 where neither is there), and the logits are within
+    that precision's tolerance but not float32-exact."""
+    pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
+    reference = load_backend(files["checkpoint"])
+    x = np.random.default_rng(12).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
+    expected = reference(x)
+    for asked in ("bf16", "fp16"):
+        backend = load_backend(files["custom"], "openvino", threads=1, precision=asked)
+        precision = backend.info.precision
+        assert precision in ("fp32", "bf16", "fp16")
+        error = np.abs(backend(x) - expected).max() / np.abs(expected).max()
+        assert error <= TOLERANCES[precision].max_rel, (asked, precision, error)
+        if precision != "fp32":
+            assert error > TOLERANCES["fp32"].max_rel, (asked, precision, error)
+
+
+def test_auto_takes_openvino_for_onnx_on_cpu_and_says_so(
+    files: dict[str, Path], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
+    with caplog.at_level(logging.INFO, logger="dcf.inference.backends"):
+        for flavour in ("portable", "custom"):
+            assert load_backend(files[flavour], threads=1).info.backend == "openvino"
+    assert "backend auto: openvino (an ONNX file on CPU: OpenVINO is the fastest CPU runtime installed)" in (
+        caplog.messages
+    )
+    assert load_backend(files["checkpoint"]).info.backend == "torch"
+    assert auto_backend(str(files["portable"]), "cuda") == (
+        "onnxruntime",
+        "an ONNX file on cuda; OpenVINO runs on CPU only",
+    )
+    # Without OpenVINO installed (the one unit this stands in for): ONNX Runtime.
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else found(n, *a))
+    assert auto_backend(str(files["portable"])) == (
+        "onnxruntime",
+        "an ONNX file on cpu; OpenVINO is not installed",
+    )
+
+
+def test_openvino_serves_a_checkpoint_through_a_checked_export(
+    files: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
+    reference = load_backend(files["checkpoint"])
+    with caplog.at_level(logging.INFO, logger="dcf.inference.backends"):
+        backend = load_backend(files["checkpoint"], "openvino", threads=1)
+    (logged,) = [m for m in caplog.messages if "exported for OpenVINO" in m]
+    assert "logits against PyTorch on 3 inputs: max relative error" in logged and logged.endswith("passed")
+    assert (backend.info.backend, backend.info.dynamic_frames) == ("openvino", True)
+    x = np.random.default_rng(13).standard_normal((2, 3, 6, 32, 32), dtype=np.float32)
+    expected = reference(x)
+    assert np.abs(backend(x) - expected).max() / np.abs(expected).max() <= TOLERANCES["fp32"].max_rel
+
+
 def test_info_describes_the_model_and_how_it_runs(files: dict[str, Path]) -> None:
     torch_info = load_backend(files["checkpoint"], name="tiny").info
-    portable = load_backend(files["portable"]).info
+    portable = load_backend(files["portable"], "onnxruntime").info
     custom = load_backend(files["custom"], "onnx-reference").info
     assert (torch_info.name, torch_info.backend, torch_info.device) == ("tiny", "torch", "cpu")
     assert (portable.name, portable.backend, portable.precision) == ("tiny", "onnxruntime", "fp32")
@@ -77,23 +137,18 @@ def test_info_describes_the_model_and_how_it_runs(files: dict[str, Path]) -> Non
         ("missing.onnx", "auto", {}, FileNotFoundError, "model not found: .*missing.onnx"),
         (
             "custom",
-            "auto",
+            "onnxruntime",
             {},
             ValueError,
-            "custom nodes, which ONNX Runtime cannot run: export with --portable",
+            "custom nodes, which ONNX Runtime cannot run: export with --portable, or run it with "
+            "--backend openvino",
         ),
         ("portable", "torch", {}, ValueError, r"the torch backend runs \.safetensors files"),
         ("portable", "triton", {}, ValueError, "unknown backend 'triton'; expected auto or one of torch, "),
         ("checkpoint", "tensorrt", {}, ValueError, r"runs \.plan or \.engine files"),
         ("custom", "onnx-reference", {"device": "cuda"}, ValueError, "onnx-reference backend runs on CPU"),
         ("portable", "openvino", {"device": "cuda"}, ValueError, "the openvino backend runs on CPU"),
-        (
-            "custom",
-            "openvino",
-            {},
-            ValueError,
-            "custom nodes, which OpenVINO cannot run: export with --portable",
-        ),
+        ("portable", "onnxruntime", {"precision": "bf16"}, ValueError, "--precision bf16 is OpenVINO's"),
     ],
 )
 def test_what_a_backend_cannot_run_is_refused_in_one_line(
