@@ -85,8 +85,12 @@ def naive_correlation_nodes(
     return nodes, consts
 
 
-def _checkpoint(name: str, tmp: Path) -> nn.Module:
-    config = CheckpointConfig(name, tuple(f"c{i}" for i in range(CLASSES)), InputSpec.for_crop(FRAMES, SIZE))
+def random_bn_checkpoint(
+    name: str, tmp: Path, frames: int = FRAMES, size: int = SIZE, classes: int = CLASSES
+) -> nn.Module:
+    """A checkpoint saved to ``tmp`` and loaded back, its batch-norm scales random so that the
+    DCF blocks are not the identity."""
+    config = CheckpointConfig(name, tuple(f"c{i}" for i in range(classes)), InputSpec.for_crop(frames, size))
     model = config.build()
     generator = torch.Generator().manual_seed(0)
     for module in model.modules():  # DCF blocks that are not the identity
@@ -108,7 +112,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        backbone, dcf_model = _checkpoint("x3d_s", tmp), _checkpoint("x3d_s_dcf", tmp)
+        backbone, dcf_model = random_bn_checkpoint("x3d_s", tmp), random_bn_checkpoint("x3d_s_dcf", tmp)
         export_onnx(backbone, tmp / "backbone.onnx")
         export_onnx(dcf_model, tmp / "custom.onnx")
         custom = onnx.load(str(tmp / "custom.onnx"))

@@ -29,7 +29,7 @@ from dcf.data.spec import InputSpec
 from dcf.data.synthetic import render_video
 from dcf.data.video import VideoLimits
 from dcf.export.onnx_export import export_onnx
-from dcf.inference.backends import load_backend
+from dcf.inference.backends import auto_backend, load_backend
 from dcf.inference.pipeline import PredictOptions, prepare
 from dcf.testing.media import write_video
 from dcf.testing.server import start_server, stop_server
@@ -42,15 +42,20 @@ def _clip(tmp: Path, size: int, frames: int) -> bytes:
     return path.read_bytes()
 
 
-def _x3d_s_portable(tmp: Path) -> str:
+def _x3d_s_export(tmp: Path) -> tuple[str, str]:
+    """X3D-S+DCF exported for the fastest CPU backend ``auto`` serves (bench/cpu_runtimes.py):
+    custom nodes for OpenVINO where it is installed, else portable for ONNX Runtime."""
     from dcf.checkpoint import load_checkpoint
 
     config = CheckpointConfig(
         "x3d_s_dcf", tuple(f"class {i}" for i in range(174)), InputSpec.for_crop(13, 160)
     )
     save_checkpoint(tmp / "x3d_s_dcf.safetensors", config.build(), config)
-    export_onnx(load_checkpoint(tmp / "x3d_s_dcf.safetensors"), tmp / "x3d_s_dcf.onnx", portable=True)
-    return str(tmp / "x3d_s_dcf.onnx")
+    backend, _ = auto_backend(str(tmp / "x3d_s_dcf.onnx"))
+    flavour = "custom-node" if backend == "openvino" else "portable"
+    path = tmp / "x3d_s_dcf.onnx"
+    export_onnx(load_checkpoint(tmp / "x3d_s_dcf.safetensors"), path, portable=flavour == "portable")
+    return str(path), f"{flavour} ONNX, {backend}"
 
 
 def model_only(model: str, data: bytes, max_batch: int, threads: int, seconds: float) -> float:
@@ -115,14 +120,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        x3d_s, how = _x3d_s_export(tmp)
         setups = [
             ("demo (x3d_xs_dcf 8x64², torch)", "demo", _clip(tmp, 96, 24), "96x96, 24 frames"),
-            (
-                "x3d_s_dcf 13x160², portable ONNX",
-                _x3d_s_portable(tmp),
-                _clip(tmp, 256, 36),
-                "256x256, 36 frames",
-            ),
+            (f"x3d_s_dcf 13x160², {how}", x3d_s, _clip(tmp, 256, 36), "256x256, 36 frames"),
         ]
         for title, model, data, clip in setups:
             alone = model_only(model, data, args.max_batch, args.threads, seconds=10)
