@@ -37,11 +37,11 @@ import torch
 from bench.common import machine_description, write_results
 from bench.onnx_cpu import random_bn_checkpoint
 from dcf.export.onnx_export import export_onnx
-from dcf.inference.backends import Backend, BackendName, Precision, load_backend
+from dcf.inference.backends import Backend, BackendName, ComputePrecision, load_backend
 
 CLASSES = 400
 MODELS = {"x3d_s": (13, 160), "r2plus1d_r50": (8, 224)}
-RUNS: dict[str, tuple[BackendName, str, Precision]] = {  # row name -> (backend, flavour, precision)
+RUNS: dict[str, tuple[BackendName, str, ComputePrecision]] = {  # row name -> (backend, flavour, precision)
     "PyTorch eager": ("torch", "checkpoint", "fp32"),
     "ONNX Runtime (portable)": ("onnxruntime", "portable", "fp32"),
     "OpenVINO (custom op, CPU kernel)": ("openvino", "custom", "fp32"),

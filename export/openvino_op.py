@@ -11,7 +11,7 @@ The kernel runs on one thread inside OpenVINO: OpenVINO calls the operation from
 worker threads, and a second (OpenMP) pool there fights OpenVINO's spinning workers for the cores
 (R(2+1)D-50's first correlation took 14-20 ms on two threads there
 against 5 ms on one, on this project's 2-core machine). Without the compiled
-kernel the op falls back to PyTorch's path, which is correct and slower.
+kernel (or for windows above its 11) the op falls back to PyTorch's path, correct and slower.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class DCFCorrelation(openvino.Op):
         outputs[0].shape = [n, self.out_channels, t, h, w]
         out = outputs[0].data
         y = out if out.dtype == np.float32 else np.empty(out.shape, np.float32)
-        if _cpu_kernel.available():
+        if _cpu_kernel.available() and self.kernel_size <= _cpu_kernel.MAX_KERNEL_SIZE:
             _cpu_kernel.forward_into(x, y, self.kernel_size, self.temporal_range, KERNEL_THREADS)
         else:
             from dcf.ops import correlation

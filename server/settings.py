@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from dcf.checkpoint import DEMO
 from dcf.data.spec import InputSpec
 from dcf.data.video import VideoLimits
-from dcf.inference.backends import Device, Precision, ServedBackend
+from dcf.inference.backends import ComputePrecision, Device, ServedBackend
 from dcf.inference.pipeline import MAX_BATCH, MAX_VIEWS
 from dcf.server.upload import UploadBudget
 
@@ -70,7 +70,7 @@ class ServerSettings(BaseSettings):
         description="auto: torch for checkpoints, tensorrt for .plan, for .onnx openvino on CPU where "
         "installed (else onnxruntime); openvino on a checkpoint exports it at start-up",
     )
-    precision: Precision = Field("fp32", description="compute precision: bf16 and fp16 are OpenVINO's")
+    precision: ComputePrecision = Field("fp32", description="compute precision: bf16 and fp16 are OpenVINO's")
     device: Device = "cpu"
     plugin: str | None = Field(None, description="DCFCorrelation TensorRT plugin library (tensorrt backend)")
     threads: int = Field(0, ge=0, description="inference threads (0: the runtime's default)")

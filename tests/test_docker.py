@@ -232,7 +232,7 @@ def test_a_mounted_onnx_model_is_served_as_on_the_host(
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(media.encoded(".mp4", moving_square(24, 96, 96, seed=8)))
     host = subprocess.run(
-        [*DCF, "predict", str(clip), "--model", str(onnx), "--json"],
+        [*DCF, "predict", str(clip), "--model", str(onnx), "--backend", "onnxruntime", "--json"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -10,7 +10,8 @@ from typing import Any
 DESCRIPTION = """\
 Export a checkpoint for deployment and check the result.
 
-  onnx       one dcf::DCFCorrelation node per correlation, for TensorRT with the plugin;
+  onnx       one dcf::DCFCorrelation node per correlation, for TensorRT with the plugin and
+             OpenVINO on CPU (the compiled CPU kernel);
              --portable writes the op in standard ONNX ops for any ONNX runtime (CPU or GPU)
   tensorrt   build a TensorRT engine from an exported ONNX file (needs TensorRT and a GPU)
   verify     compare exported models with PyTorch on random and decoded clips
@@ -43,7 +44,7 @@ axis is always dynamic. The file carries its labels, input spec, architecture an
 as metadata, so a server needs nothing else.
 
 examples:
-  dcf export onnx --checkpoint demo --out demo.onnx                       custom node, for TensorRT
+  dcf export onnx --checkpoint demo --out demo.onnx                       custom node: TensorRT, OpenVINO
   dcf export onnx --checkpoint demo --out demo.portable.onnx --portable   any ONNX runtime
   dcf export onnx --checkpoint run/best.safetensors --out m.onnx --precision fp16 --dynamic-frames
 """
@@ -68,11 +69,11 @@ Prints max abs / rel logit error and top-1 agreement per runtime and input, and 
 each against its tolerance (fp32: rel <= 1e-4; fp16: rel <= 2e-2; bf16: rel <= 5e-2). Portable
 files run in ONNX Runtime, custom-node files in the onnx reference evaluator with a Python
 DCFCorrelation (slow); with --openvino every file runs in OpenVINO too (custom-node files with
-the compiled CPU kernel), at --precision; engines run in TensorRT. Exits 1 when any check fails.
+the compiled CPU kernel), at --openvino-precision; engines run in TensorRT. Exits 1 when any check fails.
 
 examples:
   dcf export verify --checkpoint demo --onnx demo.onnx --onnx demo.portable.onnx
-  dcf export verify --checkpoint demo --onnx demo.onnx --openvino --precision bf16
+  dcf export verify --checkpoint demo --onnx demo.onnx --openvino --openvino-precision bf16
   dcf export verify --checkpoint demo --engine demo.plan --plugin LIB --video clip.mp4
 """
 
@@ -155,7 +156,7 @@ def add_parser(subparsers: Any) -> None:
         help="also run every file in OpenVINO (the openvino extra; custom-node files with the CPU kernel)",
     )
     verify_parser.add_argument(
-        "--precision",
+        "--openvino-precision",
         default="fp32",
         choices=["fp32", "bf16", "fp16"],
         help="OpenVINO's compute precision, checked against its tolerance (default: fp32)",
@@ -236,8 +237,8 @@ def run_verify(args: argparse.Namespace) -> int:
         raise ValueError("nothing to verify: pass --onnx FILE (repeatable) and/or --engine PLAN")
     if args.plugin is not None and args.engine is None:
         raise ValueError("--plugin only applies to --engine")
-    if args.precision != "fp32" and not args.openvino:
-        raise ValueError(f"--precision {args.precision} is OpenVINO's: add --openvino")
+    if args.openvino_precision != "fp32" and not args.openvino:
+        raise ValueError("--openvino-precision needs --openvino")
     reference = load_backend(args.checkpoint, "torch")
     candidates: list[tuple[str, Backend]] = []
     for path in args.onnx:
@@ -248,7 +249,10 @@ def run_verify(args: argparse.Namespace) -> int:
         )
         if args.openvino:
             candidates.append(
-                (path, load_backend(path, "openvino", threads=args.threads, precision=args.precision))
+                (
+                    path,
+                    load_backend(path, "openvino", threads=args.threads, precision=args.openvino_precision),
+                )
             )
     if args.engine is not None:
         candidates.append(

@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 from dcf.checkpoint import DEMO
 from dcf.cli.options import add_model_arguments, model_values
-from dcf.inference.backends import Precision, ServedBackend
+from dcf.inference.backends import ComputePrecision, ServedBackend
 from dcf.inference.pipeline import MAX_BATCH, PredictOptions
 
 log = logging.getLogger("dcf.predict")
@@ -58,7 +58,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="video files, folders or patterns")
     parser.add_argument("--list", metavar="FILE", help="more paths, one per line (# comments)")
     parser.add_argument(
-        "--model", default=DEMO, help="checkpoint or 'demo', portable .onnx, or .plan (default: demo)"
+        "--model", default=DEMO, help="checkpoint or 'demo', exported .onnx, or .plan (default: demo)"
     )
     parser.add_argument(
         "--backend",
@@ -67,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
         help="default auto: from the file (.onnx on CPU: openvino where installed)",
     )
     parser.add_argument(
-        "--precision", default="fp32", choices=get_args(Precision), help="bf16 and fp16 are openvino's"
+        "--precision", default="fp32", choices=get_args(ComputePrecision), help="bf16 and fp16 are openvino's"
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--plugin", help="TensorRT plugin library, for .plan models")
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
                 options,
                 sink,
                 address=None if args.ray == "local" else args.ray,
-                backend=args.backend,
+                backend=backend.info.backend,  # as resolved here: auto could differ on another host
                 device=args.device,
                 plugin=args.plugin,
                 precision=args.precision,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, get_args
 
-from dcf.inference.backends import Precision, ServedBackend
+from dcf.inference.backends import ComputePrecision, ServedBackend
 
 DESCRIPTION = """\
 Serve a model over HTTP (FastAPI under uvicorn). With no arguments: the bundled demo model, on CPU,
@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--model", help="checkpoint or 'demo', portable .onnx, or TensorRT .plan (default: demo)"
+        "--model", help="checkpoint or 'demo', exported .onnx, or TensorRT .plan (default: demo)"
     )
     parser.add_argument(
         "--backend",
@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=get_args(Precision),
+        choices=get_args(ComputePrecision),
         help="compute precision (default: fp32; bf16, fp16: openvino)",
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cpu")

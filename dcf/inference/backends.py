@@ -11,7 +11,8 @@ backend           runs                                where
 ================  ==================================  =========================================
 torch             checkpoints (.safetensors, demo)    CPU or CUDA
 onnxruntime       portable ONNX files                 CPU, or CUDA with onnxruntime-gpu
-openvino          portable ONNX files                 CPU (Intel and AMD); float32 compute
+openvino          any exported ONNX file; checkpoints CPU (Intel and AMD); float32 unless asked
+                  (exported at start-up)
 onnx-reference    any exported ONNX file              CPU; slow, checks custom-node files
 tensorrt          engines (.plan) with the plugin     CUDA
 ================  ==================================  =========================================
@@ -38,8 +39,9 @@ log = logging.getLogger(__name__)
 
 BackendName = Literal["torch", "onnxruntime", "openvino", "onnx-reference", "tensorrt"]
 Device = Literal["cpu", "cuda"]
-# Compute precision: of the weights and activations; inputs and outputs are float32 in all.
-Precision = Literal["fp32", "bf16", "fp16"]
+# Precision of the weights and compute of a run (inputs and outputs are float32 in all); bf16 and
+# fp16 compute are OpenVINO's options. An export's weights are fp32 or fp16 (export/metadata.py).
+ComputePrecision = Literal["fp32", "bf16", "fp16"]
 # What dcf serve and dcf predict offer: onnx-reference checks custom-node files (dcf export verify)
 # and is far too slow to serve.
 ServedBackend = Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"]
@@ -63,7 +65,7 @@ class ModelInfo:
     input_spec: InputSpec
     backend: BackendName
     device: Device
-    precision: Precision
+    precision: ComputePrecision
     dynamic_frames: bool = True  # accepts other frame counts than input_spec.num_frames
     dynamic_size: bool = True  # accepts other heights and widths than input_spec.crop_size
 
@@ -84,7 +86,7 @@ def load_backend(
     threads: int = 0,
     plugin: str | Path | None = None,
     name: str | None = None,
-    precision: Precision = "fp32",
+    precision: ComputePrecision = "fp32",
 ) -> Backend:
     """The backend for ``source``: a checkpoint (or ``"demo"``), an ONNX file or an engine.
 
@@ -119,8 +121,8 @@ def load_backend(
         raise ValueError(f"the {backend} backend runs on CPU")
     if precision != "fp32" and backend != "openvino":
         raise ValueError(
-            f"--precision {precision} is OpenVINO's (--backend openvino); the {backend} backend runs a "
-            "file at the precision it was exported in"
+            f"precision {precision} is OpenVINO's compute option (--backend openvino); the {backend} "
+            "backend computes in float32, or in the precision a file was exported or built in"
         )
     name = name or Path(source).name.split(".")[0]  # "demo" for DEMO
     log.info("loading %s with the %s backend on %s", source, backend, device)
@@ -151,7 +153,7 @@ def auto_backend(source: str, device: Device = "cpu") -> tuple[BackendName, str]
 
 
 def openvino_from_checkpoint(
-    source: str, name: str, threads: int = 0, precision: Precision = "fp32"
+    source: str, name: str, threads: int = 0, precision: ComputePrecision = "fp32"
 ) -> Backend:
     """A checkpoint served in OpenVINO: exported at start-up (custom-node ONNX, batch, frames and
     size dynamic, in a temporary folder gone once compiled), then checked against the checkpoint
@@ -169,21 +171,25 @@ def openvino_from_checkpoint(
     reference = TorchBackend(source, name, "cpu", threads)
     spec = reference.info.input_spec
     dynamic_size = spec.crop_size % SIZE_STRIDE == 0 and spec.crop_size >= 2 * SIZE_STRIDE  # exportable
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dcf-openvino-") as folder:
         path = Path(folder) / f"{name}.onnx"
-        started = time.perf_counter()
         export_onnx(reference.model, path, dynamic_frames=True, dynamic_size=dynamic_size)
-        backend = OpenVINOBackend(str(path), name, threads, precision)
+        backend = OpenVINOBackend(str(path), name, threads, precision, shown=source)
+    exported = time.perf_counter() - started
     inputs = verify.verification_inputs(spec, dynamic_frames=True, dynamic_size=dynamic_size)
     results = verify.verify(reference, [("openvino", backend)], inputs)
     worst = max(results, key=lambda r: r.max_rel)
     summary = (
-        f"{source} exported for OpenVINO in {time.perf_counter() - started:.1f} s; logits against "
-        f"PyTorch on {len(results)} inputs: max relative error {worst.max_rel:.1e} "
+        f"{source} exported and compiled for OpenVINO in {exported:.1f} s; logits against PyTorch on "
+        f"{len(results)} inputs: max relative error {worst.max_rel:.1e} "
         f"(tolerance {verify.TOLERANCES[worst.precision].max_rel:.0e} for {worst.precision})"
     )
-    if not all(r.passed for r in results):
-        raise ValueError(f"{summary}: FAILED on {worst.inputs}; serve the checkpoint with --backend torch")
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise ValueError(
+            f"{summary}: FAILED on {failed[0].inputs}; serve the checkpoint with --backend torch"
+        )
     log.info("%s: passed", summary)
     return backend
 
@@ -263,7 +269,14 @@ class OpenVINOBackend:
     the logits instead of about 4e-7). ``info.precision`` is what OpenVINO compiled, read back (it
     computes fp16 requests in bfloat16 on processors without fp16 arithmetic)."""
 
-    def __init__(self, source: str, name: str, threads: int = 0, precision: Precision = "fp32") -> None:
+    def __init__(
+        self,
+        source: str,
+        name: str,
+        threads: int = 0,
+        precision: ComputePrecision = "fp32",
+        shown: str | None = None,  # the model as logs name it (the checkpoint of a start-up export)
+    ) -> None:
         from dcf.export.metadata import read_onnx_metadata
         from dcf.export.names import INPUT_NAME
 
@@ -280,10 +293,15 @@ class OpenVINOBackend:
         core = openvino_core()
         compiled = core.compile_model(core.read_model(source), "CPU", config)
         hint = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-        compiled_as = next(p for p, name in _OPENVINO_PRECISIONS.items() if name == hint)
+        compiled_as = next((p for p, value in _OPENVINO_PRECISIONS.items() if value == hint), None)
+        if compiled_as is None:
+            raise RuntimeError(f"OpenVINO compiled {shown or source} in an unknown precision {hint!r}")
         if compiled_as != precision:
             log.warning(
-                "OpenVINO computes %s in %s on this processor (%s asked)", source, compiled_as, precision
+                "OpenVINO computes %s in %s on this processor (%s asked)",
+                shown or source,
+                compiled_as,
+                precision,
             )
         self._request = compiled.create_infer_request()  # one: a backend is called from one thread
         self._input = INPUT_NAME
@@ -297,7 +315,7 @@ class OpenVINOBackend:
 
 
 # OpenVINO's names of the compute precisions (its INFERENCE_PRECISION_HINT values).
-_OPENVINO_PRECISIONS: dict[Precision, str] = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_OPENVINO_PRECISIONS: dict[ComputePrecision, str] = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
 class OnnxReferenceBackend:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from dcf.checkpoint import DEMO
 from dcf.data.video import VideoInfo, VideoLimits
-from dcf.inference.backends import Device, ModelInfo, Precision, ServedBackend, load_backend
+from dcf.inference.backends import BackendName, ComputePrecision, Device, ModelInfo, load_backend
 from dcf.inference.bulk import Decoder, Record, Sink, Summary, answer_record, error_record
 from dcf.inference.errors import VideoError
 from dcf.inference.pipeline import MAX_BATCH, MAX_VIEWS, PredictOptions, PreparedVideo, run_views, summarize
@@ -67,11 +67,11 @@ class _Scorer:
     def __init__(
         self,
         model: str,
-        backend: ServedBackend,
+        backend: BackendName,
         device: Device,
         plugin: str | None,
         batch: int,
-        precision: Precision = "fp32",
+        precision: ComputePrecision = "fp32",
     ) -> None:
         self.backend = load_backend(model, backend, device=device, plugin=plugin, precision=precision)
         self.batch = batch
@@ -145,10 +145,10 @@ def run_on_ray(
     sink: Sink,
     *,
     address: str | None = None,
-    backend: ServedBackend = "auto",
+    backend: BackendName = "torch",  # as the driver resolved it (auto could differ on a worker)
     device: Device = "cpu",
     plugin: str | None = None,
-    precision: Precision = "fp32",
+    precision: ComputePrecision = "fp32",
     batch: int = MAX_BATCH,
     actors: int = 1,
     limits: VideoLimits | None = None,

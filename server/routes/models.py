@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from dcf.data.spec import InputSpec
-from dcf.inference.backends import BackendName, Device, Precision
+from dcf.inference.backends import BackendName, ComputePrecision, Device
 from dcf.inference.fields import correlations
 from dcf.server.errors import RequestError, responses
 from dcf.server.service import Service, dcf_model, get_service
@@ -21,7 +21,7 @@ class ModelCard(BaseModel):
     architecture: str
     backend: BackendName
     device: Device
-    precision: Precision = Field(description="compute precision (inputs and outputs are float32)")
+    precision: ComputePrecision = Field(description="compute precision (inputs and outputs are float32)")
     classes: list[str] = Field(description="labels, by class index")
     input_spec: InputSpec = Field(description="how clips are sampled and preprocessed")
     max_batch: int = Field(ge=1, description="clips per model call, as the batcher was started")

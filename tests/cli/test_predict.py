@@ -39,18 +39,24 @@ def test_predict_json_timeline(clips: dict[str, Path]) -> None:
 def test_predict_with_openvino_answers_as_onnx_runtime(
     clips: dict[str, Path], demo_exports: dict[str, Path]
 ) -> None:
+    """The portable file in both runtimes, and the custom-node file in OpenVINO (auto's pick)."""
     answers = {}
-    for backend in ("onnxruntime", "openvino"):
+    for run, model, backend in (
+        ("onnxruntime", "portable", "onnxruntime"),
+        ("openvino", "portable", "openvino"),
+        ("openvino custom", "custom", "auto"),
+    ):
         result = run_dcf(
-            "predict", str(clips["moving left"]), "--model", str(demo_exports["portable"]),
+            "predict", str(clips["moving left"]), "--model", str(demo_exports[model]),
             "--backend", backend, "--json", "--clips", "2",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-        assert f"with the {backend} backend on cpu" in result.stderr
-        answers[backend] = json.loads(result.stdout)["predictions"]
-    assert [p["label"] for p in answers["openvino"]] == [p["label"] for p in answers["onnxruntime"]]
-    for ov, ort in zip(answers["openvino"], answers["onnxruntime"], strict=True):
-        assert ov["score"] == pytest.approx(ort["score"], abs=2e-6)  # the answers' 6 decimals
+        assert f"with the {run.split()[0]} backend on cpu" in result.stderr
+        answers[run] = json.loads(result.stdout)["predictions"]
+    for run in ("openvino", "openvino custom"):
+        assert [p["label"] for p in answers[run]] == [p["label"] for p in answers["onnxruntime"]]
+        for ov, ort in zip(answers[run], answers["onnxruntime"], strict=True):
+            assert ov["score"] == pytest.approx(ort["score"], abs=2e-6)  # the answers' 6 decimals
 
 
 def test_predict_reports_bad_files_and_goes_on(clips: dict[str, Path], tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_verify_refuses_a_file_from_another_checkpoint(demo_exports: dict[str, P
         (["verify", "--checkpoint", "demo", "--onnx", "{tmp}/missing.onnx"], "ONNX model not found"),
         (["verify", "--checkpoint", "demo", "--onnx", "{tmp}/corrupt.onnx"], "not a readable ONNX model"),
         (["verify", "--checkpoint", "demo", "--onnx", "{portable}", "--plugin", "{tmp}/p.so"], "--plugin only applies"),
-        (["verify", "--checkpoint", "demo", "--onnx", "{custom}", "--precision", "bf16"], "--precision bf16 is OpenVINO's: add --openvino"),
+        (["verify", "--checkpoint", "demo", "--onnx", "{custom}", "--openvino-precision", "bf16"], "--openvino-precision needs --openvino"),
         (["tensorrt", "--onnx", "{custom}", "--out", "{tmp}/m.plan"], "pass --plugin"),
         (["tensorrt", "--onnx", "{custom}", "--out", "{tmp}/m.plan", "--plugin", "{tmp}/missing.so"], "plugin library not found"),
         (["tensorrt", "--onnx", "{portable}", "--out", "{tmp}/m.plan", "--batch", "8:1:4"], "1 <= MIN <= OPT <= MAX"),

@@ -58,22 +58,45 @@ def test_openvino_gives_the_checkpoints_logits_in_float32(files: dict[str, Path]
         assert not watch.new(f"pid={os.getpid()},"), watch.new(f"pid={os.getpid()},")
 
 
-def test_openvino_reduced_precision_reports_what_it_computes(files: dict[str, Path]) -> None:
-    """bf16 and fp16 compute: the precision OpenVINO compiled is reported (fp16 runs as bf16 on
-    processors without fp16 arithmetic, f32 where neither is there), and the logits are within
-    that precision's tolerance but not float32-exact."""
-    pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
+def test_openvino_reduced_precision_reports_what_it_computes(
+    files: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """bf16 and fp16 compute: reported as this processor runs them (OpenVINO's own list of its
+    capabilities: fp16 runs as bf16 without fp16 arithmetic, f32 without either, with a warning),
+    the logits within that precision's tolerance and, when reduced, not float32-exact."""
+    openvino = pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
+    capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    bf16 = "bf16" if "BF16" in capabilities else "fp32"
+    runs_as = {"bf16": bf16, "fp16": "fp16" if "FP16" in capabilities else bf16}
     reference = load_backend(files["checkpoint"])
     x = np.random.default_rng(12).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
     expected = reference(x)
-    for asked in ("bf16", "fp16"):
-        backend = load_backend(files["custom"], "openvino", threads=1, precision=asked)
-        precision = backend.info.precision
-        assert precision in ("fp32", "bf16", "fp16")
+    for asked, precision in runs_as.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dcf.inference.backends"):
+            backend = load_backend(files["custom"], "openvino", threads=1, precision=asked)
+        assert backend.info.precision == precision
+        assert any(f"in {precision} on this processor ({asked} asked)" in m for m in caplog.messages) == (
+            precision != asked
+        )
         error = np.abs(backend(x) - expected).max() / np.abs(expected).max()
         assert error <= TOLERANCES[precision].max_rel, (asked, precision, error)
         if precision != "fp32":
             assert error > TOLERANCES["fp32"].max_rel, (asked, precision, error)
+
+
+def test_openvino_correlation_without_the_compiled_kernel(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The op's PyTorch fallback (no compiled kernel at install) gives the same logits."""
+    pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
+    from dcf.ops import _cpu_kernel
+
+    x = np.random.default_rng(14).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
+    expected = load_backend(files["checkpoint"])(x)
+    monkeypatch.setattr(_cpu_kernel, "available", lambda: False)
+    actual = load_backend(files["custom"], "openvino", threads=1)(x)
+    assert np.abs(actual - expected).max() / np.abs(expected).max() <= TOLERANCES["fp32"].max_rel
 
 
 def test_auto_takes_openvino_for_onnx_on_cpu_and_says_so(
@@ -107,7 +130,7 @@ def test_openvino_serves_a_checkpoint_through_a_checked_export(
     reference = load_backend(files["checkpoint"])
     with caplog.at_level(logging.INFO, logger="dcf.inference.backends"):
         backend = load_backend(files["checkpoint"], "openvino", threads=1)
-    (logged,) = [m for m in caplog.messages if "exported for OpenVINO" in m]
+    (logged,) = [m for m in caplog.messages if "exported and compiled for OpenVINO" in m]
     assert "logits against PyTorch on 3 inputs: max relative error" in logged and logged.endswith("passed")
     assert (backend.info.backend, backend.info.dynamic_frames) == ("openvino", True)
     x = np.random.default_rng(13).standard_normal((2, 3, 6, 32, 32), dtype=np.float32)
@@ -148,7 +171,13 @@ def test_info_describes_the_model_and_how_it_runs(files: dict[str, Path]) -> Non
         ("checkpoint", "tensorrt", {}, ValueError, r"runs \.plan or \.engine files"),
         ("custom", "onnx-reference", {"device": "cuda"}, ValueError, "onnx-reference backend runs on CPU"),
         ("portable", "openvino", {"device": "cuda"}, ValueError, "the openvino backend runs on CPU"),
-        ("portable", "onnxruntime", {"precision": "bf16"}, ValueError, "--precision bf16 is OpenVINO's"),
+        (
+            "portable",
+            "onnxruntime",
+            {"precision": "bf16"},
+            ValueError,
+            "precision bf16 is OpenVINO's compute option",
+        ),
     ],
 )
 def test_what_a_backend_cannot_run_is_refused_in_one_line(
