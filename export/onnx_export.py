@@ -20,6 +20,7 @@ from torch import Tensor, nn
 import dcf.ops  # noqa: F401  (registers torch.ops.dcf.correlation)
 from dcf._io import atomic_write_bytes
 from dcf.checkpoint import checkpoint_of
+from dcf.data.spec import InputSpec
 from dcf.export.metadata import Flavour, ModelMetadata, Precision, set_onnx_metadata
 from dcf.export.names import (
     CORRELATION_DOMAIN,
@@ -129,6 +130,12 @@ def _tidy(model: onnx.ModelProto, root: str = "") -> None:
         del node.metadata_props[:]
 
 
+def resizable(spec: InputSpec) -> bool:
+    """Whether a model of this input spec can be exported with dynamic height and width: its crop
+    size is a multiple of the network's stride, from twice the stride up."""
+    return spec.crop_size % SIZE_STRIDE == 0 and spec.crop_size >= 2 * SIZE_STRIDE
+
+
 def export_onnx(
     model: nn.Module,
     out: str | Path,
@@ -152,7 +159,7 @@ def export_onnx(
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
     spec = config.input_spec
-    if dynamic_size and (spec.crop_size % SIZE_STRIDE or spec.crop_size < 2 * SIZE_STRIDE):
+    if dynamic_size and not resizable(spec):
         raise ValueError(
             f"--dynamic-size takes heights and widths that are multiples of {SIZE_STRIDE} from {2 * SIZE_STRIDE} "
             f"up, and this model's crop size is {spec.crop_size}"

@@ -165,12 +165,11 @@ def openvino_from_checkpoint(
     import tempfile
 
     from dcf.export import verify
-    from dcf.export.names import SIZE_STRIDE
-    from dcf.export.onnx_export import export_onnx
+    from dcf.export.onnx_export import export_onnx, resizable
 
     reference = TorchBackend(source, name, "cpu", threads)
     spec = reference.info.input_spec
-    dynamic_size = spec.crop_size % SIZE_STRIDE == 0 and spec.crop_size >= 2 * SIZE_STRIDE  # exportable
+    dynamic_size = resizable(spec)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dcf-openvino-") as folder:
         path = Path(folder) / f"{name}.onnx"
