@@ -1,400 +1,24 @@
-// CPU kernels for the DCF correlation op (meaning: DESIGN.md section 1).
-//
-//   y[n, o, t, i, j] = scale * sum_c x[n, c, t, i, j] * x[n, c, t + tau, i + dy, j + dx]
-//   o = (tau_index * K + dy / d + r) * K + dx / d + r,   d = |tau|,  r = K / 2,  scale = 1 / sqrt(C)
-//   tau in (-L..-1, +1..+L); a partner outside the video or the frame counts as zero.
-//
-// Plain C ABI (loaded with ctypes): the library needs no PyTorch headers and builds in seconds.
-// Tensors are dense, contiguous (N, C, T, H, W).
-//
-// Layout of the work: the input is first copied into a buffer of layout (N, T, H, C, Wp) whose
-// rows carry P = r*L zeros on both sides, so every displaced read along W is in bounds and reads
-// zero outside the frame, and the reduction over C walks memory sequentially. One work item is one
-// row (n, t, i); for each (tau > 0, dy) and each chunk of 16 columns the K accumulators (one per
-// dx) stay in vector registers for the whole reduction over C. Each product serves both +tau and
-// its mirror -tau, so half of them are never computed; every output element is written exactly
-// once. GCC emits AVX2 and AVX-512 clones of the row kernels and
-// picks one at load time for the CPU at hand. A row only meets rows of its own batch element, so
-// the batch runs in passes of as many elements as keep the padded copies within 64 MiB: the
-// scratch does not grow with the batch.
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <memory>
-#include <new>
-#include <vector>
+// The compiled CPU kernel's plain C ABI, loaded with ctypes (dcf/ops/_cpu_kernel.py) by the PyTorch
+// op and the OpenVINO op: the library needs no PyTorch headers and builds in seconds.
+#include "correlation_kernel.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define DCF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DCF_CLONES
-#endif
-#define DCF_INLINE inline __attribute__((always_inline))
 #define DCF_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace {
 
 constexpr int kAbiVersion = 5;
-constexpr int kChunk = 16;  // columns per register block
-
-// GCC vector extension types of `Lanes` elements: the compiler maps them onto the widest
-// registers of the target clone (AVX-512, AVX2 or SSE2).
-template <class T, int Lanes>
-struct VecOf;
-template <int Lanes>
-struct VecOf<float, Lanes> {
-  typedef float type __attribute__((vector_size(Lanes * sizeof(float))));
-};
-template <int Lanes>
-struct VecOf<double, Lanes> {
-  typedef double type __attribute__((vector_size(Lanes * sizeof(double))));
-};
-template <class T, int Lanes = kChunk>
-using Vec = typename VecOf<T, Lanes>::type;
-
-template <class T, int Lanes = kChunk>
-DCF_INLINE Vec<T, Lanes> load(const T* p) {
-  Vec<T, Lanes> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-struct Shape {
-  int64_t N, C, T, H, W;
-  int K, L;
-  int64_t out_channels() const { return int64_t(K) * K * 2 * L; }
-  int pad() const { return (K / 2) * L; }
-  // Padded row length: P zeros, W values, P zeros, rounded so a full chunk never leaves the row.
-  int64_t padded_width() const { return (W + kChunk - 1) / kChunk * kChunk + 2 * pad(); }
-};
-
-// tau for position `index` in (-L..-1, +1..+L).
-DCF_INLINE int tau_of(int index, int L) { return index < L ? index - L : index - L + 1; }
 
 // Runs body(item) for item in [0, count) on `threads` OpenMP threads. Built with -fopenmp and
 // loaded after PyTorch, the library shares PyTorch's OpenMP runtime (same soname), so its threads
 // are PyTorch's intra-op threads: no second pool competing for the cores.
-template <class Body>
-void parallel_for(int64_t count, int threads, const Body& body) {
+struct OpenMP {
+  int threads;
+  template <class Body>
+  void operator()(int64_t count, const Body& body) const {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int64_t item = 0; item < count; ++item) body(item);
-}
-
-// Padded copy of one frame row (n, t, i) of all channels: (N, C, T, H, W) -> (N, T, H, C, Wp).
-template <class T>
-DCF_INLINE void pad_row(const T* src, T* dst, int64_t row, int64_t C, int64_t T_, int64_t H, int64_t W,
-                        int64_t Wp, int64_t P) {
-  const int64_t i = row % H, t = (row / H) % T_, n = row / H / T_;
-  T* out = dst + row * C * Wp;
-  for (int64_t c = 0; c < C; ++c, out += Wp) {
-    std::memset(out, 0, sizeof(T) * P);
-    std::memcpy(out + P, src + (((n * C + c) * T_ + t) * H + i) * W, sizeof(T) * W);
-    std::memset(out + P + W, 0, sizeof(T) * (Wp - P - W));
+    for (int64_t item = 0; item < count; ++item) body(item);
   }
-}
-
-// Where a block of Rows output rows goes. The dot product <x[t,i,j], x[t+tau,i+dy,j+dx]> is
-// y[+tau, dy, dx] at (t, i, j) and also y[-tau, -dy, -dx] at (t+tau, i+dy, j+dx): the kernel
-// computes each product once, for tau > 0, and writes it to both places.
-template <class T, int Rows>
-struct RowTargets {
-  T* direct[Rows];  // row i of channel (tau, dy, dx = -r*d); channel dx steps by +stride
-  T* mirror[Rows];  // row i+dy of frame t+tau, channel (-tau, -dy, -dx = +r*d); steps by -stride
 };
-
-// Stores lanes [l0, l1) of v at dst[l0..l1).
-template <class T, int Lanes>
-DCF_INLINE void store_lanes(T* dst, const Vec<T, Lanes>& v, int64_t l0, int64_t l1) {
-  if (l0 == 0 && l1 == Lanes) {
-    std::memcpy(dst, &v, sizeof(v));
-  } else {
-    for (int64_t l = l0; l < l1; ++l) dst[l] = v[l];
-  }
-}
-
-// Forward, Lanes columns of the K outputs (dx = -r*d .. r*d) of Rows (row, tau, dy) at once,
-// all sharing the row `a`: the Rows*K accumulators stay in registers for the whole reduction over
-// C (enough independent chains to hide the FMA latency), and each load of `a` feeds Rows*K FMAs.
-template <class T, int K, int Lanes, int Rows>
-DCF_INLINE void forward_chunk(const T* a, const T* const* b, const RowTargets<T, Rows>& to, int64_t j0,
-                              int64_t W, int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
-  constexpr int r = K / 2;
-  Vec<T, Lanes> acc[Rows][K] = {};
-  a += j0;
-  const T* bp[Rows];
-  for (int q = 0; q < Rows; ++q) bp[q] = b[q] + j0;
-  for (int64_t c = 0; c < C; ++c) {
-    const Vec<T, Lanes> av = load<T, Lanes>(a + c * Wp);
-#pragma GCC unroll 4
-    for (int q = 0; q < Rows; ++q) {
-#pragma GCC unroll 16
-      for (int dxi = 0; dxi < K; ++dxi) acc[q][dxi] += av * load<T, Lanes>(bp[q] + c * Wp + dxi * d);
-    }
-  }
-  const int64_t lanes = std::min<int64_t>(Lanes, W - j0);
-  for (int q = 0; q < Rows; ++q) {
-    for (int dxi = 0; dxi < K; ++dxi) {
-      const Vec<T, Lanes> v = acc[q][dxi] * scale;
-      store_lanes<T, Lanes>(to.direct[q] + dxi * out_stride + j0, v, 0, lanes);
-      // Mirror: column j + dx, for the lanes where that column is inside the frame.
-      const int64_t dx = int64_t(dxi - r) * d;
-      const int64_t l0 = std::max<int64_t>(0, -dx - j0), l1 = std::min<int64_t>(lanes, W - dx - j0);
-      if (l1 > l0) store_lanes<T, Lanes>(to.mirror[q] - dxi * out_stride + j0 + dx, v, l0, l1);
-    }
-  }
-}
-
-template <class T, int K, int Rows>
-DCF_INLINE void forward_rows_block(const T* a, const T* const* b, const RowTargets<T, Rows>& to, int64_t W,
-                                   int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
-  int64_t j0 = 0;
-  for (; j0 + kChunk / 2 < W; j0 += kChunk) {
-    forward_chunk<T, K, kChunk, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
-  }
-  if (j0 < W) {  // a tail of at most half a chunk
-    forward_chunk<T, K, kChunk / 2, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
-  }
-}
-
-// Forward for one row (n, t, i): the tau > 0 outputs of this row and their mirrors (tau < 0,
-// elsewhere), plus zeros for the tau < 0 entries of this row that no partner reaches.
-// xp: padded input (N, T, H, C, Wp).
-template <class T, int K>
-DCF_INLINE void forward_row(const T* xp, T* y, const Shape& s, int64_t item) {
-  constexpr int r = K / 2;
-  const int64_t H = s.H, W = s.W, Wp = s.padded_width(), P = s.pad(), C = s.C;
-  const int64_t i = item % H, t = (item / H) % s.T, n = item / H / s.T;
-  const int64_t plane = H * W, out_stride = s.T * plane;
-  const T scale = T(1) / std::sqrt(T(C));
-  const T* a = xp + ((n * s.T + t) * H + i) * C * Wp + P;
-  // Row `row` of frame `frame` in channel (tau_index, dyi, dxi).
-  auto out_row = [&](int tau_index, int dyi, int dxi, int64_t frame, int64_t row) {
-    const int64_t o = (int64_t(tau_index) * K + dyi) * K + dxi;
-    return y + ((n * s.out_channels() + o) * s.T + frame) * plane + row * W;
-  };
-  for (int tau = 1; tau <= s.L; ++tau) {
-    const int d = tau, plus = s.L - 1 + tau, minus = s.L - tau;  // channel-group indices of +tau, -tau
-    const int64_t tp = t + tau, tm = t - tau;
-    const T* b[K];
-    RowTargets<T, 2> to[(K + 1) / 2];
-    int rows = 0;
-    for (int dyi = 0; dyi < K; ++dyi) {
-      const int64_t dy = int64_t(dyi - r) * d;
-      // Direct outputs of this row: computed below, or zero where the partner row is outside.
-      if (tp >= s.T || i + dy < 0 || i + dy >= H) {
-        for (int dxi = 0; dxi < K; ++dxi) std::memset(out_row(plus, dyi, dxi, t, i), 0, sizeof(T) * W);
-      } else {
-        b[rows] = xp + ((n * s.T + tp) * H + i + dy) * C * Wp + P - int64_t(r) * d;
-        to[rows / 2].direct[rows % 2] = out_row(plus, dyi, 0, t, i);
-        to[rows / 2].mirror[rows % 2] = out_row(minus, K - 1 - dyi, K - 1, tp, i + dy);
-        ++rows;
-      }
-      // Mirrored outputs of this row, channel (-tau, dy, dx), come from row (t-tau, i+dy) at
-      // column j+dx; zero the entries where that source is outside.
-      const bool source_row = tm >= 0 && i + dy >= 0 && i + dy < H;
-      for (int dxi = 0; dxi < K; ++dxi) {
-        T* o = out_row(minus, dyi, dxi, t, i);
-        const int64_t dx = int64_t(dxi - r) * d;
-        if (!source_row) {
-          std::memset(o, 0, sizeof(T) * W);
-        } else if (dx > 0) {
-          std::memset(o + std::max<int64_t>(0, W - dx), 0, sizeof(T) * std::min<int64_t>(W, dx));
-        } else if (dx < 0) {
-          std::memset(o, 0, sizeof(T) * std::min<int64_t>(W, -dx));
-        }
-      }
-    }
-    int q = 0;
-    for (; q + 2 <= rows; q += 2) {
-      forward_rows_block<T, K, 2>(a, b + q, to[q / 2], W, out_stride, C, Wp, d, scale);
-    }
-    if (q < rows) {
-      RowTargets<T, 1> last{{to[q / 2].direct[0]}, {to[q / 2].mirror[0]}};
-      forward_rows_block<T, K, 1>(a, b + q, last, W, out_stride, C, Wp, d, scale);
-    }
-  }
-}
-
-// Backward, one row (n, t, i) of grad_x, all channels, written once. xp: padded x
-// (N, T, H, C, Wp); gp: padded grad_y (N, T, H, O, Wp).
-//   gx[c,t,i,j] = scale * sum_offsets ( g[o,t,i,j]           * x[c,t+tau,i+dy,j+dx]
-//                                     + g[o,t-tau,i-dy,j-dx] * x[c,t-tau,i-dy,j-dx] )
-template <class T, int K>
-DCF_INLINE void backward_row(const T* gp, const T* xp, T* gx, const Shape& s, int64_t item) {
-  constexpr int r = K / 2;
-  const int64_t H = s.H, W = s.W, Wp = s.padded_width(), P = s.pad(), C = s.C, O = s.out_channels();
-  const int64_t i = item % H, t = (item / H) % s.T, n = item / H / s.T;
-  const T scale = T(1) / std::sqrt(T(C));
-  auto x_row = [&](int64_t tt, int64_t ii) { return xp + ((n * s.T + tt) * H + ii) * C * Wp + P; };
-  auto g_row = [&](int64_t tt, int64_t ii) { return gp + ((n * s.T + tt) * H + ii) * O * Wp + P; };
-  for (int64_t j0 = 0; j0 < W; j0 += kChunk) {
-    for (int64_t c = 0; c < C; ++c) {
-      Vec<T> acc = {};
-      for (int tau_index = 0; tau_index < 2 * s.L; ++tau_index) {
-        const int tau = tau_of(tau_index, s.L), d = std::abs(tau);
-        const int64_t tp = t + tau, tq = t - tau;
-        for (int dyi = 0; dyi < K; ++dyi) {
-          const int64_t dy = int64_t(dyi - r) * d;
-          const int64_t o0 = int64_t(tau_index * K + dyi) * K;
-          // This row looked at frame t+tau: g at (t, i), x at (t+tau, i+dy), displaced by +dx.
-          if (tp >= 0 && tp < s.T && i + dy >= 0 && i + dy < H) {
-            const T* g = g_row(t, i) + o0 * Wp + j0;
-            const T* x = x_row(tp, i + dy) + c * Wp + j0 - int64_t(r) * d;
-#pragma GCC unroll 16
-            for (int dxi = 0; dxi < K; ++dxi) acc += load(g + dxi * Wp) * load(x + dxi * d);
-          }
-          // Row (t-tau, i-dy) looked at this row: g and x both there, displaced by -dx.
-          if (tq >= 0 && tq < s.T && i - dy >= 0 && i - dy < H) {
-            const T* g = g_row(tq, i - dy) + o0 * Wp + j0 + int64_t(r) * d;
-            const T* x = x_row(tq, i - dy) + c * Wp + j0 + int64_t(r) * d;
-#pragma GCC unroll 16
-            for (int dxi = 0; dxi < K; ++dxi) acc += load(g + dxi * (Wp - d)) * load(x - dxi * d);
-          }
-        }
-      }
-      store_lanes<T, kChunk>(gx + ((n * C + c) * s.T + t) * H * W + i * W + j0, acc * scale, 0,
-                             std::min<int64_t>(kChunk, W - j0));
-    }
-  }
-}
-
-// The functions GCC clones per instruction set; the templates are inlined into them.
-#define DCF_ROW_KERNELS(T, SUFFIX)                                                                  \
-  DCF_CLONES void forward_rows_##SUFFIX(const T* xp, T* y, const Shape& s, int64_t item) {       \
-    switch (s.K) {                                                                                \
-      case 1: return forward_row<T, 1>(xp, y, s, item);                                           \
-      case 3: return forward_row<T, 3>(xp, y, s, item);                                           \
-      case 5: return forward_row<T, 5>(xp, y, s, item);                                           \
-      case 7: return forward_row<T, 7>(xp, y, s, item);                                           \
-      case 9: return forward_row<T, 9>(xp, y, s, item);                                           \
-      case 11: return forward_row<T, 11>(xp, y, s, item);                                         \
-    }                                                                                             \
-  }                                                                                               \
-  DCF_CLONES void backward_rows_##SUFFIX(const T* gp, const T* xp, T* gx, const Shape& s,         \
-                                         int64_t item) {                                          \
-    switch (s.K) {                                                                                \
-      case 1: return backward_row<T, 1>(gp, xp, gx, s, item);                                     \
-      case 3: return backward_row<T, 3>(gp, xp, gx, s, item);                                     \
-      case 5: return backward_row<T, 5>(gp, xp, gx, s, item);                                     \
-      case 7: return backward_row<T, 7>(gp, xp, gx, s, item);                                     \
-      case 9: return backward_row<T, 9>(gp, xp, gx, s, item);                                     \
-      case 11: return backward_row<T, 11>(gp, xp, gx, s, item);                                   \
-    }                                                                                             \
-  }
-DCF_ROW_KERNELS(float, f32)
-DCF_ROW_KERNELS(double, f64)
-
-bool valid(const Shape& s) {
-  return s.N >= 0 && s.C >= 1 && s.T >= 0 && s.H >= 0 && s.W >= 0 && s.K >= 1 && s.K <= 11 &&
-         s.K % 2 == 1 && s.L >= 1;
-}
-
-// Scratch for the padded copies of one pass. Up to kKeptScratchBytes per buffer it is kept per
-// calling thread between calls: re-allocating (and page-faulting) it on every call costs as much
-// as the arithmetic at small shapes. A larger one, needed only when a single batch element's
-// padded copy exceeds that, is allocated for the call and freed on return, so that no thread keeps
-// the largest input it ever saw. 64 MiB holds one X3D-L stage-2 element (44 MB of padded grad_y)
-// and makes a pass long enough (tens of ms at K=5, L=2) that its two thread synchronisations stay
-// negligible even where other processes share the cores; 16 MiB passes cost up to 1.8x there.
-constexpr size_t kKeptScratchBytes = size_t{64} << 20;
-
-template <class T>
-std::vector<T>* kept_scratch() {
-  thread_local std::vector<T> buffers[2];
-  return buffers;
-}
-
-template <class T>
-class Scratch {
- public:
-  Scratch(size_t slot, size_t count) {
-    if (count * sizeof(T) <= kKeptScratchBytes) {
-      std::vector<T>& kept = kept_scratch<T>()[slot];
-      if (kept.size() < count) kept.resize(count);
-      data_ = kept.data();
-    } else {
-      owned_.reset(new T[count]);  // not value-initialised: pad_row writes every element
-      data_ = owned_.get();
-    }
-  }
-  T* data() const { return data_; }
-
- private:
-  std::unique_ptr<T[]> owned_;
-  T* data_;
-};
-
-// Batch elements per pass: as many as keep a padded copy of `channels` channels within
-// kKeptScratchBytes, at least one.
-template <class T>
-int64_t elements_per_pass(const Shape& s, int64_t channels) {
-  const int64_t element_bytes = s.T * s.H * channels * s.padded_width() * int64_t(sizeof(T));
-  return std::clamp<int64_t>(int64_t(kKeptScratchBytes) / element_bytes, 1, s.N);
-}
-
-template <class T>
-int forward(const T* x, T* y, const Shape& s, int threads, void (*rows)(const T*, T*, const Shape&, int64_t)) {
-  if (!valid(s)) return 2;
-  const int64_t element_rows = s.T * s.H, Wp = s.padded_width();
-  if (s.N * element_rows * s.W == 0) return 0;
-  const int64_t step = elements_per_pass<T>(s, s.C);
-  const Scratch<T> x_scratch(0, size_t(step * element_rows * s.C * Wp));
-  T* xp = x_scratch.data();
-  for (int64_t n0 = 0; n0 < s.N; n0 += step) {
-    Shape pass = s;
-    pass.N = std::min(step, s.N - n0);
-    const T* xn = x + n0 * s.C * element_rows * s.W;
-    T* yn = y + n0 * s.out_channels() * element_rows * s.W;
-    const int64_t pass_rows = pass.N * element_rows;
-    parallel_for(pass_rows, threads,
-                 [&](int64_t row) { pad_row(xn, xp, row, s.C, s.T, s.H, s.W, Wp, s.pad()); });
-    parallel_for(pass_rows, threads, [&](int64_t item) { rows(xp, yn, pass, item); });
-  }
-  return 0;
-}
-
-template <class T>
-int backward(const T* g, const T* x, T* gx, const Shape& s, int threads,
-             void (*rows)(const T*, const T*, T*, const Shape&, int64_t)) {
-  if (!valid(s)) return 2;
-  const int64_t element_rows = s.T * s.H, Wp = s.padded_width(), O = s.out_channels();
-  if (s.N * element_rows * s.W == 0) return 0;
-  const int64_t step = elements_per_pass<T>(s, std::max(s.C, O));
-  const Scratch<T> x_scratch(0, size_t(step * element_rows * s.C * Wp)),
-      g_scratch(1, size_t(step * element_rows * O * Wp));
-  T* xp = x_scratch.data();
-  T* gp = g_scratch.data();
-  for (int64_t n0 = 0; n0 < s.N; n0 += step) {
-    Shape pass = s;
-    pass.N = std::min(step, s.N - n0);
-    const T* xn = x + n0 * s.C * element_rows * s.W;
-    const T* gn = g + n0 * O * element_rows * s.W;
-    T* gxn = gx + n0 * s.C * element_rows * s.W;
-    const int64_t pass_rows = pass.N * element_rows;
-    parallel_for(2 * pass_rows, threads, [&](int64_t k) {
-      if (k < pass_rows) {
-        pad_row(xn, xp, k, s.C, s.T, s.H, s.W, Wp, s.pad());
-      } else {
-        pad_row(gn, gp, k - pass_rows, O, s.T, s.H, s.W, Wp, s.pad());
-      }
-    });
-    parallel_for(pass_rows, threads, [&](int64_t item) { rows(gp, xp, gxn, pass, item); });
-  }
-  return 0;
-}
-
-// No exception crosses the C boundary: allocation failure becomes status 3.
-template <class F>
-int guarded(const F& f) {
-  try {
-    return f();
-  } catch (const std::bad_alloc&) {
-    return 3;
-  } catch (...) {
-    return 4;
-  }
-}
 
 }  // namespace
 
@@ -413,23 +37,23 @@ DCF_EXPORT int64_t dcf_correlation_scratch_bytes() {
 // 3 if the scratch buffer could not be allocated, 4 for any other failure.
 DCF_EXPORT int dcf_correlation_forward_f32(const float* x, float* y, int64_t N, int64_t C, int64_t T,
                                            int64_t H, int64_t W, int K, int L, int threads) {
-  return guarded([&] { return forward<float>(x, y, Shape{N, C, T, H, W, K, L}, threads, forward_rows_f32); });
+  return guarded([&] { return forward<float>(x, y, Shape{N, C, T, H, W, K, L}, OpenMP{threads}, forward_rows_f32); });
 }
 DCF_EXPORT int dcf_correlation_forward_f64(const double* x, double* y, int64_t N, int64_t C, int64_t T,
                                            int64_t H, int64_t W, int K, int L, int threads) {
-  return guarded([&] { return forward<double>(x, y, Shape{N, C, T, H, W, K, L}, threads, forward_rows_f64); });
+  return guarded([&] { return forward<double>(x, y, Shape{N, C, T, H, W, K, L}, OpenMP{threads}, forward_rows_f64); });
 }
 DCF_EXPORT int dcf_correlation_backward_f32(const float* grad_y, const float* x, float* grad_x, int64_t N,
                                             int64_t C, int64_t T, int64_t H, int64_t W, int K, int L,
                                             int threads) {
   return guarded([&] {
-    return backward<float>(grad_y, x, grad_x, Shape{N, C, T, H, W, K, L}, threads, backward_rows_f32);
+    return backward<float>(grad_y, x, grad_x, Shape{N, C, T, H, W, K, L}, OpenMP{threads}, backward_rows_f32);
   });
 }
 DCF_EXPORT int dcf_correlation_backward_f64(const double* grad_y, const double* x, double* grad_x,
                                             int64_t N, int64_t C, int64_t T, int64_t H, int64_t W, int K,
                                             int L, int threads) {
   return guarded([&] {
-    return backward<double>(grad_y, x, grad_x, Shape{N, C, T, H, W, K, L}, threads, backward_rows_f64);
+    return backward<double>(grad_y, x, grad_x, Shape{N, C, T, H, W, K, L}, OpenMP{threads}, backward_rows_f64);
   });
 }
