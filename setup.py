@@ -1,20 +1,69 @@
-"""Builds the optional compiled CPU kernel; everything else is declared in pyproject.toml.
+"""Builds the optional compiled CPU kernel and ONNX Runtime op library; everything else is declared
+in pyproject.toml.
 
-The kernel is a plain C++ shared library (no PyTorch headers) loaded with ctypes. ``optional=True``
-keeps installation working without a compiler: the op then falls back to pure PyTorch and says so.
+Both are plain C++ shared libraries with no PyTorch or ONNX Runtime libraries to link:
+
+* ``dcf.ops._correlation_cpu``: the kernel's C ABI, loaded with ctypes by the PyTorch and OpenVINO
+  ops.
+* ``dcf.ops._correlation_ort``: the ``dcf::DCFCorrelation`` custom op for ONNX Runtime's CPU
+  execution provider (``dcf/export/onnxruntime_op.py``). It compiles against ONNX Runtime's C API
+  header, ``onnxruntime_c_api.h``, which the onnxruntime wheel does not ship: it is looked for in
+  ``$DCF_ONNXRUNTIME_INCLUDE``, then ``/usr/include/onnxruntime`` and
+  ``/usr/local/include/onnxruntime`` (Debian's and Ubuntu's ``libonnxruntime-dev``, or the
+  ``include/`` folder of an ONNX Runtime release archive). Without it the library is skipped and
+  ONNX Runtime runs portable files only.
+
+``optional=True`` keeps installation working without a compiler: the op then falls back to pure
+PyTorch and says so.
 """
+
+import os
+from pathlib import Path
 
 from setuptools import Extension, setup
 
-setup(
-    ext_modules=[
+FLAGS = ["-O3", "-std=c++17", "-fvisibility=hidden", "-Wno-psabi"]
+ORT_HEADER = "onnxruntime_c_api.h"
+
+
+def onnxruntime_include() -> str | None:
+    candidates = [
+        os.environ.get("DCF_ONNXRUNTIME_INCLUDE", ""),
+        "/usr/include/onnxruntime",
+        "/usr/local/include/onnxruntime",
+    ]
+    return next((c for c in candidates if c and (Path(c) / ORT_HEADER).is_file()), None)
+
+
+extensions = [
+    Extension(
+        "dcf.ops._correlation_cpu",
+        sources=["dcf/ops/csrc/correlation_cpu.cpp"],
+        depends=["dcf/ops/csrc/correlation_kernel.h"],
+        language="c++",
+        extra_compile_args=[*FLAGS, "-fopenmp"],
+        extra_link_args=["-fopenmp"],
+        optional=True,
+    )
+]
+include = onnxruntime_include()
+if include is None:
+    print(
+        f"dcf: {ORT_HEADER} not found (DCF_ONNXRUNTIME_INCLUDE, /usr/include/onnxruntime, "
+        "/usr/local/include/onnxruntime): skipping the ONNX Runtime op library; ONNX Runtime will run "
+        "portable ONNX files only"
+    )
+else:
+    extensions.append(
         Extension(
-            "dcf.ops._correlation_cpu",
-            sources=["dcf/ops/csrc/correlation_cpu.cpp"],
+            "dcf.ops._correlation_ort",
+            sources=["dcf/ops/csrc/correlation_ort.cpp"],
+            depends=["dcf/ops/csrc/correlation_kernel.h"],
+            include_dirs=[include],
             language="c++",
-            extra_compile_args=["-O3", "-std=c++17", "-fvisibility=hidden", "-fopenmp", "-Wno-psabi"],
-            extra_link_args=["-fopenmp"],
+            extra_compile_args=FLAGS,
             optional=True,
         )
-    ]
-)
+    )
+
+setup(ext_modules=extensions)

@@ -43,6 +43,7 @@ CLASSES = 400
 MODELS = {"x3d_s": (13, 160), "r2plus1d_r50": (8, 224)}
 RUNS: dict[str, tuple[BackendName, str, ComputePrecision]] = {  # row name -> (backend, flavour, precision)
     "PyTorch eager": ("torch", "checkpoint", "fp32"),
+    "ONNX Runtime (custom op, CPU kernel)": ("onnxruntime", "custom", "fp32"),
     "ONNX Runtime (portable)": ("onnxruntime", "portable", "fp32"),
     "OpenVINO (custom op, CPU kernel)": ("openvino", "custom", "fp32"),
     "OpenVINO (portable)": ("openvino", "portable", "fp32"),

@@ -66,9 +66,9 @@ Run the checkpoint in PyTorch (float32) and each exported model on the same inpu
 (another seed than the export traced with; other frame counts and sizes where the file is dynamic)
 and one decoded video clip (--video, or a synthetic clip encoded to H.264 and decoded back).
 Prints max abs / rel logit error and top-1 agreement per runtime and input, and passes or fails
-each against its tolerance (fp32: rel <= 1e-4; fp16: rel <= 2e-2; bf16: rel <= 5e-2). Portable
-files run in ONNX Runtime, custom-node files in the onnx reference evaluator with a Python
-DCFCorrelation (slow); with --openvino every file runs in OpenVINO too (custom-node files with
+each against its tolerance (fp32: rel <= 1e-4; fp16: rel <= 2e-2; bf16: rel <= 5e-2). Files run
+in ONNX Runtime (custom-node files with the dcf op library, on the compiled CPU kernel; where that
+library is not built, in the onnx reference evaluator with a Python DCFCorrelation, slow); with --openvino every file runs in OpenVINO too (custom-node files with
 the compiled CPU kernel), at --openvino-precision; engines run in TensorRT. Exits 1 when any check fails.
 
 examples:
@@ -229,9 +229,9 @@ def run_tensorrt(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from dcf.export import verify
+    from dcf.export import onnxruntime_op, verify
     from dcf.export.metadata import read_onnx_metadata
-    from dcf.inference.backends import Backend, load_backend
+    from dcf.inference.backends import Backend, BackendName, load_backend
 
     if not args.onnx and args.engine is None:
         raise ValueError("nothing to verify: pass --onnx FILE (repeatable) and/or --engine PLAN")
@@ -242,11 +242,12 @@ def run_verify(args: argparse.Namespace) -> int:
     reference = load_backend(args.checkpoint, "torch")
     candidates: list[tuple[str, Backend]] = []
     for path in args.onnx:
-        # Custom-node files run in the reference evaluator: ONNX Runtime has no kernel for the node.
+        # Custom-node files run in the reference evaluator where ONNX Runtime has no kernel for the node.
         portable = read_onnx_metadata(path).flavour == "portable"
-        candidates.append(
-            (path, load_backend(path, "onnxruntime" if portable else "onnx-reference", threads=args.threads))
+        runtime: BackendName = (
+            "onnxruntime" if portable or onnxruntime_op.library() is not None else "onnx-reference"
         )
+        candidates.append((path, load_backend(path, runtime, threads=args.threads)))
         if args.openvino:
             candidates.append(
                 (

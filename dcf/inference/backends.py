@@ -10,7 +10,8 @@ benchmark get theirs from :func:`load_backend` (the ONNX benchmark times raw
 backend           runs                                where
 ================  ==================================  =========================================
 torch             checkpoints (.safetensors, demo)    CPU or CUDA
-onnxruntime       portable ONNX files                 CPU, or CUDA with onnxruntime-gpu
+onnxruntime       portable ONNX files; custom-node    CPU, or CUDA with onnxruntime-gpu
+                  files on CPU (the op library)       (portable files)
 openvino          any exported ONNX file; checkpoints CPU (Intel and AMD); float32 unless asked
                   (exported at start-up)
 onnx-reference    any exported ONNX file              CPU; slow, checks custom-node files
@@ -216,12 +217,16 @@ class TorchBackend:
             return self.model(self._torch.from_numpy(clips).to(self._device)).float().cpu().numpy()
 
 
-def onnxruntime_session(path: str | Path, threads: int = 0, device: Device = "cpu") -> Any:
+def onnxruntime_session(
+    path: str | Path, threads: int = 0, device: Device = "cpu", custom_ops: bool = False
+) -> Any:
     """An ONNX Runtime session: ``threads`` intra-op threads (0: ONNX Runtime's choice), one
-    inter-op thread, the CUDA execution provider first on ``device="cuda"``.
+    inter-op thread, the CUDA execution provider first on ``device="cuda"``; ``custom_ops``
+    registers the ``dcf::DCFCorrelation`` op library (:mod:`dcf.export.onnxruntime_op`).
 
     Raises:
         ImportError: For ``cuda`` without onnxruntime-gpu.
+        RuntimeError: For ``custom_ops`` where the op library is not built.
     """
     import onnxruntime as ort
 
@@ -235,24 +240,36 @@ def onnxruntime_session(path: str | Path, threads: int = 0, device: Device = "cp
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if custom_ops:
+        from dcf.export import onnxruntime_op
+
+        onnxruntime_op.register(options)
     return ort.InferenceSession(str(path), options, providers=providers)
 
 
 class OnnxRuntimeBackend:
-    """A portable ONNX file (standard ops only) in ONNX Runtime."""
+    """An exported ONNX file in ONNX Runtime: portable files on CPU or CUDA, custom-node files on
+    CPU through the op library built from the compiled CPU kernel (:mod:`dcf.export.onnxruntime_op`)."""
 
     def __init__(self, source: str, name: str, device: Device = "cpu", threads: int = 0) -> None:
+        from dcf.export import onnxruntime_op
         from dcf.export.metadata import read_onnx_metadata, require_portable
         from dcf.export.names import INPUT_NAME
 
         metadata = read_onnx_metadata(source)
-        require_portable(
-            metadata,
-            source,
-            "ONNX Runtime",
-            "run it with --backend openvino on CPU (the openvino extra) or TensorRT ('dcf export tensorrt')",
-        )
-        self._session = onnxruntime_session(source, threads, device)
+        custom = metadata.flavour == "custom"
+        if custom and (device != "cpu" or onnxruntime_op.library() is None):
+            require_portable(
+                metadata,
+                source,
+                "ONNX Runtime on CUDA"
+                if device != "cpu"
+                else f"ONNX Runtime ({onnxruntime_op.missing_reason()})",
+                "run it with TensorRT ('dcf export tensorrt')"
+                if device != "cpu"
+                else "run it with --backend openvino (the openvino extra)",
+            )
+        self._session = onnxruntime_session(source, threads, device, custom_ops=custom)
         self._input = INPUT_NAME
         self.info = _exported_info(metadata, name, "onnxruntime", device)
 

@@ -12,10 +12,17 @@ from tests.support.cli import run_dcf
 
 
 def test_serve_refuses_unusable_models_in_one_line(demo_exports: dict[str, Path], tmp_path: Path) -> None:
-    result = run_dcf("serve", "--model", str(demo_exports["custom"]), "--backend", "onnxruntime")
+    result = run_dcf(
+        "serve",
+        "--model",
+        str(demo_exports["custom"]),
+        "--backend",
+        "onnxruntime",
+        env={"DCF_CPU_KERNEL": "0"},
+    )
     assert (
         result.returncode == 2
-        and "ONNX Runtime cannot run" in result.stderr
+        and "ONNX Runtime (DCF_CPU_KERNEL=0 turns the compiled kernels off) cannot run" in result.stderr
         and "--portable" in result.stderr
     )
     plan = tmp_path / "demo.plan"

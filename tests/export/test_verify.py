@@ -10,6 +10,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from dcf.export import onnxruntime_op
 from dcf.export.metadata import read_onnx_metadata
 from dcf.export.verify import TOLERANCES, compare
 from dcf.testing.media import moving_square, write_video
@@ -63,7 +64,8 @@ def test_verify_demo_passes(demo_exports: dict[str, Path], tmp_path: Path) -> No
     rows = [line for line in result.stdout.splitlines() if "PASS" in line or "FAIL" in line]
     # 4 runs x (random batch, random with more frames, decoded clip)
     assert len(rows) == 12 and all("PASS" in row for row in rows)
-    assert sum("onnx-reference (demo.onnx)" in row for row in rows) == 3
+    custom_runtime = "onnxruntime" if onnxruntime_op.library() is not None else "onnx-reference"
+    assert sum(f"{custom_runtime} (demo.onnx)" in row for row in rows) == 3
     assert sum("openvino (demo.onnx)" in row for row in rows) == 3
     assert sum("onnxruntime (demo.portable.onnx)" in row for row in rows) == 3
     assert sum("openvino (demo.portable.onnx)" in row for row in rows) == 3

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from dcf.export import onnxruntime_op
 from dcf.export.verify import TOLERANCES
 from dcf.inference.backends import auto_backend, load_backend
 from tests.support.sockets import watch_sockets
@@ -28,7 +29,10 @@ def test_every_cpu_backend_gives_the_checkpoints_logits(files: dict[str, Path]) 
     expected = reference(x)
     with torch.inference_mode():
         assert np.array_equal(expected, reference.model(torch.from_numpy(x)).numpy())
-    for source, backend in ((files["portable"], "auto"), (files["custom"], "onnx-reference")):
+    runs = [(files["portable"], "auto"), (files["custom"], "onnx-reference")]
+    if onnxruntime_op.library() is not None:
+        runs.append((files["custom"], "onnxruntime"))
+    for source, backend in runs:
         actual = load_backend(source, backend, threads=1)(x)
         np.testing.assert_allclose(actual, expected, atol=1e-4 * np.abs(expected).max(), rtol=1e-4)
 
@@ -161,10 +165,10 @@ def test_info_describes_the_model_and_how_it_runs(files: dict[str, Path]) -> Non
         (
             "custom",
             "onnxruntime",
-            {},
+            {"device": "cuda"},
             ValueError,
-            "custom nodes, which ONNX Runtime cannot run: export with --portable, or run it with "
-            "--backend openvino",
+            "custom nodes, which ONNX Runtime on CUDA cannot run: export with --portable, or run it with "
+            "TensorRT",
         ),
         ("portable", "torch", {}, ValueError, r"the torch backend runs \.safetensors files"),
         ("portable", "triton", {}, ValueError, "unknown backend 'triton'; expected auto or one of torch, "),
@@ -185,6 +189,17 @@ def test_what_a_backend_cannot_run_is_refused_in_one_line(
 ) -> None:
     with pytest.raises(error, match=message):
         load_backend(files.get(source, source), backend, **options)
+
+
+def test_onnxruntime_without_the_op_library_refuses_custom_nodes(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DCF_CPU_KERNEL", "0")
+    with pytest.raises(
+        ValueError, match="ONNX Runtime \\(DCF_CPU_KERNEL=0 turns the compiled kernels off\\) cannot run"
+    ):
+        load_backend(files["custom"], "onnxruntime")
+    assert load_backend(files["portable"], "onnxruntime").info.backend == "onnxruntime"
 
 
 def test_an_engine_needs_a_gpu(tmp_path: Path) -> None:
