@@ -4,7 +4,8 @@
 #   GPU: docker build --target gpu -t dcf:gpu . && docker run --gpus all -p 8000:8000 dcf:gpu
 # Both serve the bundled demo model. Serve your own by mounting it and naming it in DCF_MODEL
 # (every server setting is an environment variable DCF_<NAME>, see server/settings.py):
-#   docker run -p 8000:8000 -v "$PWD/models:/models:ro" -e DCF_MODEL=/models/model.portable.onnx dcf
+#   docker run -p 8000:8000 -v "$PWD/models:/models:ro" -e DCF_MODEL=/models/model.onnx dcf
+# (ONNX files of either flavour run in ONNX Runtime on CPU: custom-node files with the dcf op library.)
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 # TensorRT 10.x with CUDA 12.x and Python 3.12; torch and onnxruntime-gpu below must match its CUDA.
@@ -12,16 +13,19 @@ ARG TENSORRT_IMAGE=nvcr.io/nvidia/tensorrt:25.06-py3
 
 # ---------------------------------------------------------------- CPU: build the wheel
 FROM ${PYTHON_IMAGE} AS wheel
-# g++ compiles the optional CPU correlation kernel into the wheel.
+# g++ compiles the optional CPU correlation kernel and ONNX Runtime op library into the wheel, the
+# latter against ONNX Runtime's C API header (fetched and checked by tools/onnxruntime_headers.sh).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends g++=4:12.2.0-3 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+COPY tools/onnxruntime_headers.sh tools/
 COPY pyproject.toml setup.py README.md ./
 COPY dcf/ dcf/
 COPY export/ export/
 COPY server/ server/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN DCF_ONNXRUNTIME_INCLUDE="$(tools/onnxruntime_headers.sh)" \
+    pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # ---------------------------------------------------------------- CPU: runtime (default)
 FROM ${PYTHON_IMAGE} AS cpu

@@ -198,6 +198,7 @@ def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(points) for tag, points in scalars.items()}
 
 
+@pytest.mark.slow  # 16-37 s; the other train tests exercise its libraries (tensorboard too) at the floors
 def test_fine_tune_from_init_through_broken_videos(dataset: Path, tmp_path: Path) -> None:
     """``--init`` a converted-style checkpoint (5 classes, ImageNet colours, interval sampling) onto
     the 12-class split with broken files in it, the backbone frozen for the first epoch, TensorBoard

@@ -26,7 +26,7 @@ built = pytest.mark.skipif(onnxruntime_op.library() is None, reason=onnxruntime_
 
 
 def test_the_library_is_built_where_the_header_was_given() -> None:
-    """CI passes the header (.ci/onnxruntime-headers): there the library must exist, so that the
+    """CI passes the header (tools/onnxruntime_headers.sh): there the library must exist, so that the
     tests below do not skip unseen."""
     if not os.environ.get("DCF_ONNXRUNTIME_INCLUDE"):
         pytest.skip("DCF_ONNXRUNTIME_INCLUDE not set: the library is optional")
