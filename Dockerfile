@@ -5,7 +5,7 @@
 # Both serve the bundled demo model. Serve your own by mounting it and naming it in DCF_MODEL
 # (every server setting is an environment variable DCF_<NAME>, see server/settings.py):
 #   docker run -p 8000:8000 -v "$PWD/models:/models:ro" -e DCF_MODEL=/models/model.onnx dcf
-# (ONNX files of either flavour run in ONNX Runtime on CPU: custom-node files with the dcf op library.)
+# (In the CPU image ONNX files of either flavour run in ONNX Runtime: custom-node files with the dcf op library.)
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 # TensorRT 10.x with CUDA 12.x and Python 3.12; torch and onnxruntime-gpu below must match its CUDA.
@@ -24,8 +24,8 @@ COPY pyproject.toml setup.py README.md ./
 COPY dcf/ dcf/
 COPY export/ export/
 COPY server/ server/
-RUN DCF_ONNXRUNTIME_INCLUDE="$(tools/onnxruntime_headers.sh)" \
-    pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN include="$(tools/onnxruntime_headers.sh)" \
+    && DCF_ONNXRUNTIME_INCLUDE="$include" pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # ---------------------------------------------------------------- CPU: runtime (default)
 FROM ${PYTHON_IMAGE} AS cpu

@@ -10,8 +10,9 @@ Both are plain C++ shared libraries with no PyTorch or ONNX Runtime libraries to
   header, ``onnxruntime_c_api.h``, which the onnxruntime wheel does not ship: it is looked for in
   ``$DCF_ONNXRUNTIME_INCLUDE``, then ``/usr/include/onnxruntime`` and
   ``/usr/local/include/onnxruntime`` (Debian's and Ubuntu's ``libonnxruntime-dev``, or the
-  ``include/`` folder of an ONNX Runtime release archive). Without it the library is skipped and
-  ONNX Runtime runs portable files only.
+  ``include/`` folder of an ONNX Runtime release archive; ``tools/onnxruntime_headers.sh`` fetches
+  one). Without it the library is skipped and ONNX Runtime runs portable files only; with
+  ``DCF_ONNXRUNTIME_INCLUDE`` set, a missing header or a failed build fails the installation.
 
 ``optional=True`` keeps installation working without a compiler: the op then falls back to pure
 PyTorch and says so.
@@ -26,13 +27,19 @@ FLAGS = ["-O3", "-std=c++17", "-fvisibility=hidden", "-Wno-psabi"]
 ORT_HEADER = "onnxruntime_c_api.h"
 
 
-def onnxruntime_include() -> str | None:
-    candidates = [
-        os.environ.get("DCF_ONNXRUNTIME_INCLUDE", ""),
-        "/usr/include/onnxruntime",
-        "/usr/local/include/onnxruntime",
+def onnxruntime_include() -> tuple[str | None, bool]:
+    """The folder holding the header, and whether it was asked for (then the build must succeed)."""
+    asked = os.environ.get("DCF_ONNXRUNTIME_INCLUDE", "")
+    if asked:
+        if not (Path(asked) / ORT_HEADER).is_file():
+            raise SystemExit(f"dcf: DCF_ONNXRUNTIME_INCLUDE={asked} holds no {ORT_HEADER}")
+        return asked, True
+    found = [
+        d
+        for d in ("/usr/include/onnxruntime", "/usr/local/include/onnxruntime")
+        if (Path(d) / ORT_HEADER).is_file()
     ]
-    return next((c for c in candidates if c and (Path(c) / ORT_HEADER).is_file()), None)
+    return (found[0] if found else None), False
 
 
 extensions = [
@@ -46,7 +53,7 @@ extensions = [
         optional=True,
     )
 ]
-include = onnxruntime_include()
+include, asked = onnxruntime_include()
 if include is None:
     print(
         f"dcf: {ORT_HEADER} not found (DCF_ONNXRUNTIME_INCLUDE, /usr/include/onnxruntime, "
@@ -62,7 +69,7 @@ else:
             include_dirs=[include],
             language="c++",
             extra_compile_args=FLAGS,
-            optional=True,
+            optional=not asked,  # a header found by itself may be too old; one asked for must build
         )
     )
 

@@ -31,8 +31,8 @@ def missing_reason() -> str:
     if os.environ.get("DCF_CPU_KERNEL", "1") == "0":
         return "DCF_CPU_KERNEL=0 turns the compiled kernels off"
     return (
-        "its dcf op library was not built: reinstall with ONNX Runtime's C API header, onnxruntime_c_api.h, "
-        "in DCF_ONNXRUNTIME_INCLUDE or /usr/include/onnxruntime (setup.py)"
+        "it was not built: reinstall with DCF_ONNXRUNTIME_INCLUDE=$(tools/onnxruntime_headers.sh) "
+        "or with libonnxruntime-dev installed, see setup.py"
     )
 
 

@@ -67,8 +67,9 @@ Run the checkpoint in PyTorch (float32) and each exported model on the same inpu
 and one decoded video clip (--video, or a synthetic clip encoded to H.264 and decoded back).
 Prints max abs / rel logit error and top-1 agreement per runtime and input, and passes or fails
 each against its tolerance (fp32: rel <= 1e-4; fp16: rel <= 2e-2; bf16: rel <= 5e-2). Files run
-in ONNX Runtime (custom-node files with the dcf op library, on the compiled CPU kernel; where that
-library is not built, in the onnx reference evaluator with a Python DCFCorrelation, slow); with --openvino every file runs in OpenVINO too (custom-node files with
+in ONNX Runtime (custom-node files with the dcf op library, on the compiled CPU kernel, where it is
+built), and custom-node files also in the onnx reference evaluator with a Python DCFCorrelation
+(slow, independent of the kernel); with --openvino every file runs in OpenVINO too (custom-node files with
 the compiled CPU kernel), at --openvino-precision; engines run in TensorRT. Exits 1 when any check fails.
 
 examples:
@@ -242,12 +243,15 @@ def run_verify(args: argparse.Namespace) -> int:
     reference = load_backend(args.checkpoint, "torch")
     candidates: list[tuple[str, Backend]] = []
     for path in args.onnx:
-        # Custom-node files run in the reference evaluator where ONNX Runtime has no kernel for the node.
+        # Custom-node files run in the reference evaluator (its DCFCorrelation is independent of the
+        # compiled kernel, which the checkpoint runs on too), and in ONNX Runtime with the op library.
         portable = read_onnx_metadata(path).flavour == "portable"
-        runtime: BackendName = (
-            "onnxruntime" if portable or onnxruntime_op.library() is not None else "onnx-reference"
-        )
-        candidates.append((path, load_backend(path, runtime, threads=args.threads)))
+        runtimes: list[BackendName] = []
+        if portable or onnxruntime_op.library() is not None:
+            runtimes.append("onnxruntime")
+        if not portable:
+            runtimes.append("onnx-reference")
+        candidates += [(path, load_backend(path, runtime, threads=args.threads)) for runtime in runtimes]
         if args.openvino:
             candidates.append(
                 (

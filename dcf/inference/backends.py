@@ -101,8 +101,8 @@ def load_backend(
 
     Raises:
         FileNotFoundError: If ``source`` does not exist.
-        ValueError: If the backend cannot run that file (a custom-node ONNX file in ONNX Runtime,
-            an engine on CPU, another suffix).
+        ValueError: If the backend cannot run that file (a custom-node ONNX file in ONNX Runtime
+            on CUDA or without the op library, an engine on CPU, another suffix).
         ImportError: If the backend's runtime is not installed.
     """
     source = str(source)
@@ -264,7 +264,7 @@ class OnnxRuntimeBackend:
                 source,
                 "ONNX Runtime on CUDA"
                 if device != "cpu"
-                else f"ONNX Runtime ({onnxruntime_op.missing_reason()})",
+                else f"ONNX Runtime without its dcf op library ({onnxruntime_op.missing_reason()})",
                 "run it with TensorRT ('dcf export tensorrt')"
                 if device != "cpu"
                 else "run it with --backend openvino (the openvino extra)",

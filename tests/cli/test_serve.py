@@ -22,7 +22,8 @@ def test_serve_refuses_unusable_models_in_one_line(demo_exports: dict[str, Path]
     )
     assert (
         result.returncode == 2
-        and "ONNX Runtime (DCF_CPU_KERNEL=0 turns the compiled kernels off) cannot run" in result.stderr
+        and "ONNX Runtime without its dcf op library (DCF_CPU_KERNEL=0 turns the compiled kernels off) cannot run"
+        in result.stderr
         and "--portable" in result.stderr
     )
     plan = tmp_path / "demo.plan"

@@ -93,10 +93,38 @@ def test_the_op_in_float16_is_float32_rounded_once() -> None:
 
 
 @built
-@pytest.mark.parametrize("kernel_size", [4, 13])
-def test_a_bad_window_is_refused_when_the_session_loads(kernel_size: int) -> None:
-    with pytest.raises(Exception, match="kernel_size must be odd and at most 11"):
-        session(correlation_graph(TensorProto.FLOAT, kernel_size, 1))
+def test_float16_rounding_is_numpys_through_subnormals_and_overflow() -> None:
+    """Magnitudes from 1e-4 to 1000: products from float16's subnormals to past its 65504. The
+    float16 op is the float32 op on the widened input, rounded to nearest even, bit for bit."""
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((1, 6, 4, 8, 8)) * 10 ** rng.uniform(-4, 3, (1, 6, 4, 8, 8))).astype(np.float16)
+    (y16,) = session(correlation_graph(TensorProto.FLOAT16, 3, 1)).run(None, {"x": x})
+    (y32,) = session(correlation_graph(TensorProto.FLOAT, 3, 1)).run(None, {"x": x.astype(np.float32)})
+    with np.errstate(over="ignore"):  # the overflow to infinity is the point
+        rounded = y32.astype(np.float16)
+    assert np.isinf(rounded).any() and (np.abs(rounded[rounded != 0]) < np.finfo(np.float16).tiny).any()
+    np.testing.assert_array_equal(y16.view(np.uint16), rounded.view(np.uint16))
+
+
+@built
+@pytest.mark.parametrize(
+    ("kernel_size", "temporal_range", "message"),
+    [
+        (4, 1, "kernel_size must be odd and at most 11 in ONNX Runtime, got 4"),
+        (
+            13,
+            1,
+            "got 13 \\(larger windows: export with --portable, or run the file with --backend openvino\\)",
+        ),
+        (3, 0, "temporal_range must be from 1 to 119304647, got 0"),
+        (3, 2**32 + 1, "temporal_range must be from 1 to 119304647, got 4294967297"),
+    ],
+)
+def test_bad_attributes_are_refused_when_the_session_loads(
+    kernel_size: int, temporal_range: int, message: str
+) -> None:
+    with pytest.raises(Exception, match=message):
+        session(correlation_graph(TensorProto.FLOAT, kernel_size, temporal_range))
 
 
 @built
@@ -130,9 +158,11 @@ def test_custom_node_files_give_the_checkpoints_logits(
 
 
 @built
-def test_sessions_outlive_their_options_and_each_other(tiny_exports: dict[str, Path]) -> None:
-    """The op domains live as long as the library: a session keeps running after the options it
-    was made with, and other sessions, are gone."""
+def test_sessions_with_other_thread_counts_agree_and_outlive_each_other(
+    tiny_exports: dict[str, Path],
+) -> None:
+    """Each session registers the library again (a domain per registration); dropping one leaves
+    the other running, with the same logits to the bit on another thread count."""
     x = np.random.default_rng(2).standard_normal((1, 3, 4, 32, 32), dtype=np.float32)
     first = onnxruntime_session(tiny_exports["custom"], threads=1, custom_ops=True)
     expected = first.run(None, {"video": x})[0]

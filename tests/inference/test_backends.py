@@ -196,7 +196,8 @@ def test_onnxruntime_without_the_op_library_refuses_custom_nodes(
 ) -> None:
     monkeypatch.setenv("DCF_CPU_KERNEL", "0")
     with pytest.raises(
-        ValueError, match="ONNX Runtime \\(DCF_CPU_KERNEL=0 turns the compiled kernels off\\) cannot run"
+        ValueError,
+        match="ONNX Runtime without its dcf op library \\(DCF_CPU_KERNEL=0 turns the compiled kernels off\\) cannot run",
     ):
         load_backend(files["custom"], "onnxruntime")
     assert load_backend(files["portable"], "onnxruntime").info.backend == "onnxruntime"
