@@ -4,7 +4,9 @@ For X3D-S at 13x160^2 and R(2+1)D-50 at 8x224^2, each backbone and its DCF netwo
 and 8, through the backends the server uses (:func:`dcf.inference.backends.load_backend`):
 
 * PyTorch eager (the checkpoint; correlation on the compiled CPU kernel);
-* ONNX Runtime on the portable export (standard ops);
+* ONNX Runtime on the custom-node export (the correlation on the compiled CPU kernel through the
+  op library, :mod:`dcf.export.onnxruntime_op`; it must be built) and on the portable export
+  (standard ops);
 * OpenVINO, float32, on the custom-node export (the correlation on the compiled CPU kernel,
   :mod:`dcf.export.openvino_op`) and on the portable export; and bf16 on the custom-node export,
   for its error.
