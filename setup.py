@@ -14,6 +14,10 @@ Both are plain C++ shared libraries with no PyTorch or ONNX Runtime libraries to
   one). Without it the library is skipped and ONNX Runtime runs portable files only; with
   ``DCF_ONNXRUNTIME_INCLUDE`` set, a missing header or a failed build fails the installation.
 
+The OpenVINO extension (``dcf/ops/csrc/correlation_openvino.cpp``) is not built here: it must match
+the OpenVINO that loads it, so ``dcf/export/openvino_op.py`` compiles it against the installed one
+on first use.
+
 ``optional=True`` keeps installation working without a compiler: the op then falls back to pure
 PyTorch and says so.
 """

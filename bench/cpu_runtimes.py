@@ -7,9 +7,9 @@ and 8, through the backends the server uses (:func:`dcf.inference.backends.load_
 * ONNX Runtime on the custom-node export (the correlation on the compiled CPU kernel through the
   op library, :mod:`dcf.export.onnxruntime_op`; it must be built) and on the portable export
   (standard ops);
-* OpenVINO, float32, on the custom-node export (the correlation on the compiled CPU kernel,
-  :mod:`dcf.export.openvino_op`) and on the portable export; and bf16 on the custom-node export,
-  for its error.
+* OpenVINO, float32, on the custom-node export (the correlation on the compiled CPU kernel in the
+  C++ extension, :mod:`dcf.export.openvino_op`; it must build) and on the portable export; and
+  bf16 on the custom-node export, for its error.
 
 The DCF blocks get random batch-norm scales (a fresh block's last scale is zero, which would make
 it the identity) and every backend's logits are compared with PyTorch's before timing. Each
@@ -39,6 +39,7 @@ import torch
 from bench.common import machine_description, write_results
 from bench.onnx_cpu import random_bn_checkpoint
 from dcf.export.onnx_export import export_onnx
+from dcf.export.openvino_op import compiled_extension
 from dcf.inference.backends import Backend, BackendName, ComputePrecision, load_backend
 
 CLASSES = 400
@@ -47,7 +48,7 @@ RUNS: dict[str, tuple[BackendName, str, ComputePrecision]] = {  # row name -> (b
     "PyTorch eager": ("torch", "checkpoint", "fp32"),
     "ONNX Runtime (custom op, CPU kernel)": ("onnxruntime", "custom", "fp32"),
     "ONNX Runtime (portable)": ("onnxruntime", "portable", "fp32"),
-    "OpenVINO (custom op, CPU kernel)": ("openvino", "custom", "fp32"),
+    "OpenVINO (custom op, C++ extension)": ("openvino", "custom", "fp32"),
     "OpenVINO (portable)": ("openvino", "portable", "fp32"),
 }
 
@@ -89,6 +90,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_runtimes.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if compiled_extension() is None:
+        raise SystemExit("the OpenVINO correlation extension did not build (see the warning above)")
 
     rows: list[str] = []
     errors: list[str] = []

@@ -2,20 +2,33 @@
 
 OpenVINO runs the portable graph (:mod:`dcf.export.portable`) too, but there the correlation's
 MatMul/Slice/Pad chains and the layout changes around them cost 35-85% on top of the backbone
-(issue #15). :class:`DCFCorrelation` is an OpenVINO operation whose ``evaluate`` runs the compiled CPU
-kernel (``dcf/ops/csrc/correlation_cpu.cpp``) on OpenVINO's own buffers, and an ONNX frontend
-conversion maps each ``dcf::DCFCorrelation`` node onto it: :func:`openvino_core` gives a
-``Core`` that reads both kinds of file.
+(issue #15). :func:`openvino_core` gives a ``Core`` that reads both kinds of file, mapping each
+``dcf::DCFCorrelation`` node onto one of two operations:
 
-The kernel runs on one thread inside OpenVINO: OpenVINO calls the operation from one of its own
-worker threads, and a second (OpenMP) pool there fights OpenVINO's spinning workers for the cores
-(R(2+1)D-50's first correlation took 14-20 ms on two threads there
-against 5 ms on one, on this project's 2-core machine). Without the compiled
-kernel (or for windows above its 11) the op falls back to PyTorch's path, correct and slower.
+* the C++ extension ``dcf/ops/csrc/correlation_openvino.cpp`` (the compiled CPU kernel, its rows on
+  OpenVINO's own oneTBB threads). OpenVINO's wheel ships the headers and libraries it builds
+  against, and an extension must match the OpenVINO that loads it, so :func:`compiled_extension`
+  compiles it against the installed OpenVINO the first time (about 15 s, a C++ compiler needed) into
+  a cache folder, one build per OpenVINO version and source;
+* else :class:`DCFCorrelation`, a Python operation whose ``evaluate`` runs the compiled CPU kernel
+  on one thread: OpenVINO calls it from one of its worker threads, and a second (OpenMP) pool there
+  fights OpenVINO's spinning workers for the cores (R(2+1)D-50's first correlation took 14-20 ms on
+  two threads there against 5 ms on one, on this project's 2-core machine). Without the compiled
+  kernel (or for windows above its 11) it falls back to PyTorch's path, correct and slower.
+
+``DCF_CPU_KERNEL=0`` turns both compiled paths off.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +38,8 @@ from openvino.frontend.onnx import ConversionExtension
 
 from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
 from dcf.ops import _cpu_kernel
+
+log = logging.getLogger(__name__)
 
 KERNEL_THREADS = 1
 
@@ -93,9 +108,86 @@ def _convert(node: Any) -> list[Any]:
     return op.outputs()
 
 
+CSRC = Path(_cpu_kernel.__file__).parent / "csrc"
+SOURCES = ("correlation_openvino.cpp", "correlation_kernel.h")
+
+
+def cache_dir() -> Path:
+    """Where compiled extensions are kept: ``$DCF_CACHE_DIR``, else ``$XDG_CACHE_HOME/dcf`` or
+    ``~/.cache/dcf``, under ``openvino/``."""
+    root = (
+        os.environ.get("DCF_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dcf"
+    )
+    return Path(root) / "openvino"
+
+
+@functools.cache
+def compiled_extension() -> Path | None:
+    """The C++ extension built against the installed OpenVINO (compiled on first use), or ``None``
+    where it cannot be (no compiler, a failed build, ``DCF_CPU_KERNEL=0``), said once in the log."""
+    if os.environ.get("DCF_CPU_KERNEL", "1") == "0":
+        return None
+    root = Path(openvino.__file__).parent
+    libraries = [next(iter(sorted((root / "libs").glob(pattern))), None) for pattern in _LIBRARIES]
+    compiler = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+    missing = [p for p, lib in zip(_LIBRARIES, libraries, strict=True) if lib is None]
+    if compiler is None or missing or not (root / "include").is_dir():
+        why = (
+            "no C++ compiler (CXX, c++, g++)"
+            if compiler is None
+            else f"OpenVINO's wheel lacks {missing or 'include/'}"
+        )
+        log.warning("dcf: OpenVINO's correlation runs as a Python operation on one thread (slower): %s", why)
+        return None
+    digest = hashlib.sha256(openvino.get_version().encode())
+    for name in SOURCES:
+        digest.update((CSRC / name).read_bytes())
+    out = cache_dir() / digest.hexdigest()[:16] / "libdcf_openvino.so"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log.info(
+        "dcf: compiling the OpenVINO correlation extension for OpenVINO %s into %s (once)",
+        openvino.get_version(),
+        out,
+    )
+    with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".so", delete=False) as partial:
+        pass
+    command = [
+        compiler, "-O3", "-std=c++17", "-fPIC", "-shared", "-fvisibility=hidden", "-Wno-psabi",
+        f"-I{root / 'include'}", f"-I{CSRC}", str(CSRC / SOURCES[0]), "-o", partial.name,
+        *map(str, libraries), f"-Wl,-rpath,{root / 'libs'}",
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        result = subprocess.CompletedProcess(command, 1, "", str(exc))
+    if result.returncode != 0:
+        Path(partial.name).unlink(missing_ok=True)
+        log.warning(
+            "dcf: compiling the OpenVINO correlation extension failed; it runs as a Python operation on one "
+            "thread (slower):\n%s",
+            "\n".join(result.stderr.strip().splitlines()[-8:]),
+        )
+        return None
+    os.replace(partial.name, out)  # atomic: concurrent starts each write their own and one wins
+    return out
+
+
+# The libraries the extension links: OpenVINO's core and ONNX frontend, and its oneTBB (whose
+# arena it runs in).
+_LIBRARIES = ("libopenvino.so.*[0-9]", "libopenvino_onnx_frontend.so.*[0-9]", "libtbb.so.12")
+
+
 def openvino_core() -> openvino.Core:
-    """An OpenVINO ``Core`` that reads custom-node ONNX files. (No IR: an ONNX file reads and
-    compiles in 0.15-0.2 s for X3D-S and 0.25-0.35 s for R(2+1)D-50 here, so IR would not start a server faster.)"""
+    """An OpenVINO ``Core`` that reads custom-node ONNX files, with the C++ extension where it
+    builds, else the Python operation. (No IR: an ONNX file reads and compiles in 0.15-0.35 s here,
+    so IR would not start a server faster.)"""
     core = openvino.Core()
-    core.add_extension(ConversionExtension(CORRELATION_OP, CORRELATION_DOMAIN, _convert))
+    extension = compiled_extension()
+    if extension is not None:
+        core.add_extension(str(extension))
+    else:
+        core.add_extension(ConversionExtension(CORRELATION_OP, CORRELATION_DOMAIN, _convert))
     return core

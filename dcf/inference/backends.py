@@ -279,7 +279,8 @@ class OnnxRuntimeBackend:
 
 class OpenVINOBackend:
     """An exported ONNX file in OpenVINO on the CPU (the ``openvino`` extra). Both flavours run:
-    custom-node files through the compiled CPU kernel (:mod:`dcf.export.openvino_op`, the faster),
+    custom-node files through the compiled CPU kernel (:mod:`dcf.export.openvino_op`: a C++
+    extension built against the installed OpenVINO on first use, the faster),
     portable files in standard ops. Float32 compute unless asked otherwise, and set explicitly:
     OpenVINO's default on processors with bfloat16 units is bfloat16 (about 4e-3 relative error on
     the logits instead of about 4e-7). ``info.precision`` is what OpenVINO compiled, read back (it

@@ -92,9 +92,13 @@ def test_openvino_reduced_precision_reports_what_it_computes(
 def test_openvino_correlation_without_the_compiled_kernel(
     files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The op's PyTorch fallback (no compiled kernel at install) gives the same logits."""
+    """The Python operation's PyTorch fallback (no compiler for the extension, no compiled kernel
+    at install) gives the same logits."""
     pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
+    from dcf.export import openvino_op
     from dcf.ops import _cpu_kernel
+
+    monkeypatch.setattr(openvino_op, "compiled_extension", lambda: None)
 
     x = np.random.default_rng(14).standard_normal((2, 3, 4, 32, 32), dtype=np.float32)
     expected = load_backend(files["checkpoint"])(x)
