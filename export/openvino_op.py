@@ -8,8 +8,9 @@ MatMul/Slice/Pad chains and the layout changes around them cost 35-85% on top of
 * the C++ extension ``dcf/ops/csrc/correlation_openvino.cpp`` (the compiled CPU kernel, its rows on
   OpenVINO's own oneTBB threads). OpenVINO's wheel ships the headers and libraries it builds
   against, and an extension must match the OpenVINO that loads it, so :func:`compiled_extension`
-  compiles it against the installed OpenVINO the first time (about 15 s, a C++ compiler needed) into
-  a cache folder, one build per OpenVINO version and source;
+  compiles it against the installed OpenVINO the first time (about 15 s, a C++ compiler needed),
+  checks that it loads, and keeps it in :func:`cache_dir`, one build per OpenVINO version,
+  compiler, command and source;
 * else :class:`DCFCorrelation`, a Python operation whose ``evaluate`` runs the compiled CPU kernel
   on one thread: OpenVINO calls it from one of its worker threads, and a second (OpenMP) pool there
   fights OpenVINO's spinning workers for the cores (R(2+1)D-50's first correlation took 14-20 ms on
@@ -21,6 +22,7 @@ MatMul/Slice/Pad chains and the layout changes around them cost 35-85% on top of
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import logging
@@ -122,72 +124,101 @@ def cache_dir() -> Path:
     return Path(root) / "openvino"
 
 
+_FALLBACK = "OpenVINO's correlation runs as a Python operation on one thread (slower)"
+
+
 @functools.cache
 def compiled_extension() -> Path | None:
-    """The C++ extension built against the installed OpenVINO (compiled on first use), or ``None``
-    where it cannot be (no compiler, a failed build, ``DCF_CPU_KERNEL=0``), said once in the log."""
+    """The C++ extension built against the installed OpenVINO (compiled on first use, checked to
+    load, then cached), or ``None`` where it cannot be: no compiler, a failed build or load, an
+    unwritable cache, ``DCF_CPU_KERNEL=0``; each said once in the log."""
     if os.environ.get("DCF_CPU_KERNEL", "1") == "0":
+        log.warning("dcf: %s: DCF_CPU_KERNEL=0 turns the compiled kernels off", _FALLBACK)
         return None
+    try:
+        return _build()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        log.warning("dcf: %s: %s", _FALLBACK, exc)
+        return None
+
+
+def _build() -> Path:
     root = Path(openvino.__file__).parent
     libraries = [next(iter(sorted((root / "libs").glob(pattern))), None) for pattern in _LIBRARIES]
     compiler = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+    if compiler is None:
+        raise RuntimeError("no C++ compiler (CXX, c++, g++) to build its C++ extension")
     missing = [p for p, lib in zip(_LIBRARIES, libraries, strict=True) if lib is None]
-    if compiler is None or missing or not (root / "include").is_dir():
-        why = (
-            "no C++ compiler (CXX, c++, g++)"
-            if compiler is None
-            else f"OpenVINO's wheel lacks {missing or 'include/'}"
+    if missing or not (root / "include").is_dir():
+        raise RuntimeError(
+            f"OpenVINO's wheel lacks {missing or 'include/'} to build the C++ extension against"
         )
-        log.warning("dcf: OpenVINO's correlation runs as a Python operation on one thread (slower): %s", why)
-        return None
-    digest = hashlib.sha256(openvino.get_version().encode())
+    command = [
+        compiler,
+        "-O3",
+        "-std=c++17",
+        "-fPIC",
+        "-shared",
+        "-fvisibility=hidden",
+        "-Wno-psabi",
+        "-Wl,-z,defs",
+        f"-I{root / 'include'}",
+        f"-I{CSRC}",
+        str(CSRC / SOURCES[0]),
+        *map(str, libraries),
+        f"-Wl,-rpath,{root / 'libs'}",
+        "-o",
+    ]  # fmt: skip  (the output path last)
+    identity = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+    digest = hashlib.sha256("\0".join([openvino.get_version(), identity, *command]).encode())
     for name in SOURCES:
         digest.update((CSRC / name).read_bytes())
     out = cache_dir() / digest.hexdigest()[:16] / "libdcf_openvino.so"
-    if out.is_file():
-        return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    log.info(
-        "dcf: compiling the OpenVINO correlation extension for OpenVINO %s into %s (once)",
-        openvino.get_version(),
-        out,
-    )
-    with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".so", delete=False) as partial:
-        pass
-    command = [
-        compiler, "-O3", "-std=c++17", "-fPIC", "-shared", "-fvisibility=hidden", "-Wno-psabi",
-        f"-I{root / 'include'}", f"-I{CSRC}", str(CSRC / SOURCES[0]), "-o", partial.name,
-        *map(str, libraries), f"-Wl,-rpath,{root / 'libs'}",
-    ]  # fmt: skip
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        result = subprocess.CompletedProcess(command, 1, "", str(exc))
-    if result.returncode != 0:
-        Path(partial.name).unlink(missing_ok=True)
-        log.warning(
-            "dcf: compiling the OpenVINO correlation extension failed; it runs as a Python operation on one "
-            "thread (slower):\n%s",
-            "\n".join(result.stderr.strip().splitlines()[-8:]),
+    with open(out.parent / ".lock", "w") as lock:  # one build per key at a time, across processes
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.is_file():
+            return out
+        log.info(
+            "dcf: compiling the OpenVINO correlation extension for OpenVINO %s into %s (once, about 15 s)",
+            openvino.get_version(),
+            out,
         )
-        return None
-    os.replace(partial.name, out)  # atomic: concurrent starts each write their own and one wins
+        handle, partial = tempfile.mkstemp(dir=out.parent, suffix=".so")
+        os.close(handle)
+        try:
+            result = subprocess.run([*command, partial], capture_output=True, text=True, timeout=600)
+            if result.returncode != 0:
+                tail = "\n".join(result.stderr.strip().splitlines()[-8:])
+                raise RuntimeError(f"compiling its C++ extension failed:\n{tail}")
+            os.chmod(partial, 0o755)  # readable by every user of a shared cache (mkstemp makes 0600)
+            try:
+                openvino.Core().add_extension(partial)  # a library that does not load is never cached
+            except RuntimeError as exc:
+                raise RuntimeError(f"its C++ extension built but does not load: {exc}") from None
+            os.replace(partial, out)
+        finally:
+            Path(partial).unlink(missing_ok=True)
     return out
 
 
-# The libraries the extension links: OpenVINO's core and ONNX frontend, and its oneTBB (whose
-# arena it runs in).
-_LIBRARIES = ("libopenvino.so.*[0-9]", "libopenvino_onnx_frontend.so.*[0-9]", "libtbb.so.12")
+# The libraries the extension links: OpenVINO's core, and its oneTBB (whose arena it runs in).
+_LIBRARIES = ("libopenvino.so.*[0-9]", "libtbb.so.12")
 
 
-def openvino_core() -> openvino.Core:
-    """An OpenVINO ``Core`` that reads custom-node ONNX files, with the C++ extension where it
-    builds, else the Python operation. (No IR: an ONNX file reads and compiles in 0.15-0.35 s here,
-    so IR would not start a server faster.)"""
+def openvino_core(custom_nodes: bool = True) -> openvino.Core:
+    """An OpenVINO ``Core`` that reads custom-node ONNX files (``custom_nodes``: else a plain one),
+    with the C++ extension where it builds and loads, else the Python operation. (No IR: an ONNX
+    file reads and compiles in 0.15-0.35 s here, so IR would not start a server faster.)"""
     core = openvino.Core()
+    if not custom_nodes:
+        return core
     extension = compiled_extension()
     if extension is not None:
-        core.add_extension(str(extension))
-    else:
-        core.add_extension(ConversionExtension(CORRELATION_OP, CORRELATION_DOMAIN, _convert))
+        try:
+            core.add_extension(str(extension))
+            return core
+        except RuntimeError as exc:  # e.g. a cached build this process's libstdc++ cannot load
+            log.warning("dcf: %s: %s does not load: %s", _FALLBACK, extension, exc)
+    core.add_extension(ConversionExtension(CORRELATION_OP, CORRELATION_DOMAIN, _convert))
     return core

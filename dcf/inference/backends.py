@@ -307,7 +307,7 @@ class OpenVINOBackend:
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OPENVINO_PRECISIONS[precision]}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        core = openvino_core()
+        core = openvino_core(custom_nodes=metadata.flavour == "custom")
         compiled = core.compile_model(core.read_model(source), "CPU", config)
         hint = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         compiled_as = next((p for p, value in _OPENVINO_PRECISIONS.items() if value == hint), None)

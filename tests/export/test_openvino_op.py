@@ -3,9 +3,11 @@ use) against the pure-PyTorch reference op by op, and its fallback when it canno
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -46,10 +48,21 @@ def correlation_file(tmp: Path, elem_type: int, kernel_size: int, temporal_range
     return path
 
 
-def run(path: Path, x: np.ndarray, threads: int = 2) -> np.ndarray:
+def correlation_nodes(model: Any) -> list[Any]:
+    return [node for node in model.get_ordered_ops() if node.get_type_name() == CORRELATION_OP]
+
+
+def run(path: Path, x: np.ndarray, threads: int = 2, operation: str = "C++") -> np.ndarray:
+    """``x`` through the file in OpenVINO, checking which operation the node became: the C++
+    extension's (type version ``dcf``) or the Python one."""
     core = openvino_op.openvino_core()
+    model = core.read_model(str(path))
+    (node,) = correlation_nodes(model)
+    assert (node.get_type_info().version_id == CORRELATION_DOMAIN) == (operation == "C++"), (
+        node.get_type_info()
+    )
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads}
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    compiled = core.compile_model(model, "CPU", config)
     return np.array(compiled.create_infer_request().infer({"x": x}).to_tuple()[0])
 
 
@@ -78,30 +91,67 @@ def test_the_extension_matches_the_reference_in_float32(
 
 
 @compiler
-def test_the_extension_in_float16_is_float32_rounded_once(tmp_path: Path) -> None:
+def test_the_extensions_float16_evaluate_is_float32_rounded_once(tmp_path: Path) -> None:
+    """Called directly: OpenVINO's CPU plugin hands the op float32 behind Converts."""
     assert openvino_op.compiled_extension() is not None
     x = np.random.default_rng(3).standard_normal((2, 8, 5, 9, 7)).astype(np.float16)
-    y = run(correlation_file(tmp_path, TensorProto.FLOAT16, 5, 2), x)
+    model = openvino_op.openvino_core().read_model(str(correlation_file(tmp_path, TensorProto.FLOAT16, 5, 2)))
+    (node,) = correlation_nodes(model)
+    out = openvino.Tensor(openvino.Type.f16, openvino.Shape([2, 100, 5, 9, 7]))
+    assert node.evaluate([out], [openvino.Tensor(x)])
     expected = correlation_reference(torch.from_numpy(x).double(), 5, 2).numpy()
     np.testing.assert_allclose(
-        y.astype(np.float64), expected, rtol=2**-11, atol=1e-5 * np.abs(expected).max()
+        out.data.astype(np.float64), expected, rtol=2**-11, atol=1e-5 * np.abs(expected).max()
     )
 
 
+def failing_compiler(tmp: Path) -> Path:
+    script = tmp / "failing-c++"
+    script.write_text(
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo fake 1.0; exit 0; }\necho 'fake: error: no' >&2\nexit 1\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize("failure", ["compiler", "cache"])
 def test_the_python_operation_when_the_extension_cannot_be_built(
+    failure: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A compiler that fails (its output in the one warning, nothing cached), or a cache that
+    cannot be written: no extension, and a Core that still reads the file, with the Python
+    operation, which gives the same volume."""
+    cache = tmp_path / "cache"
+    if failure == "compiler":
+        monkeypatch.setenv("CXX", str(failing_compiler(tmp_path)))
+    else:
+        cache.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("DCF_CACHE_DIR", str(cache))
+    monkeypatch.setattr(
+        openvino_op, "compiled_extension", functools.cache(openvino_op.compiled_extension.__wrapped__)
+    )
+    with caplog.at_level(logging.WARNING):
+        assert openvino_op.compiled_extension() is None
+        x = np.random.default_rng(5).standard_normal((1, 6, 4, 8, 8), dtype=np.float32)
+        y = run(correlation_file(tmp_path, TensorProto.FLOAT, 5, 2), x, operation="Python")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "runs as a Python operation on one thread" in warning
+    assert ("fake: error: no" in warning) if failure == "compiler" else ("Not a directory" in warning)
+    if failure == "compiler":
+        assert not list(cache.rglob("*.so"))
+    expected = correlation_reference(torch.from_numpy(x).double(), 5, 2).numpy()
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_a_cached_extension_that_does_not_load_falls_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A compiler that fails: one warning with its output, nothing cached, and the Python
-    operation gives the same volume."""
-    monkeypatch.setenv("DCF_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("CXX", str(shutil.which("false")))
-    monkeypatch.setattr(shutil, "which", lambda name: str(Path("/bin/false")) if name else None)
+    broken = tmp_path / "libdcf_openvino.so"
+    broken.write_bytes(b"not a shared library")
+    monkeypatch.setattr(openvino_op, "compiled_extension", lambda: broken)
+    x = np.random.default_rng(6).standard_normal((1, 4, 3, 6, 6), dtype=np.float32)
     with caplog.at_level(logging.WARNING):
-        assert openvino_op.compiled_extension.__wrapped__() is None
-    assert "compiling the OpenVINO correlation extension failed" in caplog.text
-    assert not list((tmp_path / "cache").rglob("*.so"))
-    monkeypatch.setattr(openvino_op, "compiled_extension", lambda: None)
-    x = np.random.default_rng(5).standard_normal((1, 6, 4, 8, 8), dtype=np.float32)
-    y = run(correlation_file(tmp_path, TensorProto.FLOAT, 5, 2), x)
-    expected = correlation_reference(torch.from_numpy(x).double(), 5, 2).numpy()
+        y = run(correlation_file(tmp_path, TensorProto.FLOAT, 3, 1), x, operation="Python")
+    assert f"{broken} does not load" in caplog.text
+    expected = correlation_reference(torch.from_numpy(x).double(), 3, 1).numpy()
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-5 * np.abs(expected).max())

@@ -6,10 +6,13 @@
 //
 // The kernel's rows run with oneTBB's parallel_for inside OpenVINO's own task arena: OpenVINO's
 // worker threads, not a second pool competing with them for the cores. float16 inputs are
-// computed in float32 and rounded once. Windows above the kernel's 11 run a direct loop (slow,
-// correct).
+// computed in float32 and rounded once (OpenVINO's CPU plugin hands the op float32 behind
+// Converts, so this serves other callers of evaluate). Windows above the kernel's 11 run a direct
+// loop (slow, correct).
 #include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
 
+#include <climits>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -76,15 +79,20 @@ class DCFCorrelation : public ov::op::Op {
     const auto element = get_input_element_type(0);
     NODE_VALIDATION_CHECK(this, element == ov::element::f32 || element == ov::element::f16 || element.is_dynamic(),
                           "DCFCorrelation in OpenVINO runs float32 or float16 inputs, got ", element);
-    NODE_VALIDATION_CHECK(this, kernel_size_ >= 1 && kernel_size_ % 2 == 1,
-                          "kernel_size must be a positive odd integer, got ", kernel_size_);
+    NODE_VALIDATION_CHECK(this, get_input_size() == 1, "DCFCorrelation takes one input, got ", get_input_size());
+    NODE_VALIDATION_CHECK(this, kernel_size_ >= 1 && kernel_size_ % 2 == 1 && kernel_size_ <= 32767,
+                          "kernel_size must be a positive odd integer (up to 32767), got ", kernel_size_);
     NODE_VALIDATION_CHECK(this, temporal_range_ >= 1 && temporal_range_ <= INT_MAX / (2 * kernel_size_ * kernel_size_),
                           "temporal_range must be from 1 to ", INT_MAX / (2 * kernel_size_ * kernel_size_), ", got ",
                           temporal_range_);
     auto shape = get_input_partial_shape(0);
     NODE_VALIDATION_CHECK(this, shape.rank().is_dynamic() || shape.rank().get_length() == 5,
                           "DCFCorrelation takes a 5-D input (N, C, T, H, W), got ", shape);
-    if (shape.rank().is_static()) shape[1] = kernel_size_ * kernel_size_ * 2 * temporal_range_;
+    if (shape.rank().is_static()) {
+      NODE_VALIDATION_CHECK(this, shape[1].is_dynamic() || shape[1].get_length() >= 1,
+                            "DCFCorrelation expects at least one channel, got ", shape);
+      shape[1] = kernel_size_ * kernel_size_ * 2 * temporal_range_;
+    }
     set_output_type(0, element, shape);
   }
 
@@ -125,10 +133,12 @@ class DCFCorrelation : public ov::op::Op {
  private:
   static bool run(const float* x, float* y, const Shape& shape) {
     if (shape.K > kMaxKernelSize) {
-      direct(x, y, shape);
+      tbb::this_task_arena::isolate([&] { direct(x, y, shape); });
       return true;
     }
-    return forward<float>(x, y, shape, Tbb{}, forward_rows_f32) == 0;
+    // Isolated: a thread waiting in the loop takes no other task, which could reach another
+    // evaluate and reuse this thread's scratch while it is in use.
+    return tbb::this_task_arena::isolate([&] { return forward<float>(x, y, shape, Tbb{}, forward_rows_f32) == 0; });
   }
 
   int64_t kernel_size_ = 5;
