@@ -12,15 +12,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from dcf.checkpoint import load_checkpoint
 from dcf.export import onnxruntime_op
-from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
+from dcf.export.names import CORRELATION_DOMAIN
 from dcf.export.onnx_export import export_onnx
 from dcf.inference.backends import load_backend, onnxruntime_session
 from dcf.ops.reference import correlation_reference
 from tests.support.checkpoints import tiny_checkpoint
+from tests.support.onnx_graphs import correlation_model
 
 built = pytest.mark.skipif(onnxruntime_op.library() is None, reason=onnxruntime_op.missing_reason())
 
@@ -34,22 +35,7 @@ def test_the_library_is_built_where_the_header_was_given() -> None:
 
 
 def correlation_graph(elem_type: int, kernel_size: int, temporal_range: int, rank: int = 5) -> bytes:
-    node = helper.make_node(
-        CORRELATION_OP,
-        ["x"],
-        ["y"],
-        domain=CORRELATION_DOMAIN,
-        kernel_size=kernel_size,
-        temporal_range=temporal_range,
-    )
-    graph = helper.make_graph(
-        [node],
-        "correlation",
-        [helper.make_tensor_value_info("x", elem_type, [None] * rank)],
-        [helper.make_tensor_value_info("y", elem_type, None)],
-    )
-    opsets = [helper.make_opsetid("", 18), helper.make_opsetid(CORRELATION_DOMAIN, 1)]
-    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+    return correlation_model(elem_type, kernel_size, temporal_range, rank).SerializeToString()
 
 
 def session(model: bytes | str | Path, threads: int = 1) -> ort.InferenceSession:

@@ -13,10 +13,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
 from dcf.ops.reference import correlation_reference
+from tests.support.onnx_graphs import correlation_model
 
 openvino = pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
 from dcf.export import openvino_op  # noqa: E402  (imports openvino)
@@ -28,23 +29,8 @@ compiler = pytest.mark.skipif(
 
 
 def correlation_file(tmp: Path, elem_type: int, kernel_size: int, temporal_range: int) -> Path:
-    node = helper.make_node(
-        CORRELATION_OP,
-        ["x"],
-        ["y"],
-        domain=CORRELATION_DOMAIN,
-        kernel_size=kernel_size,
-        temporal_range=temporal_range,
-    )
-    graph = helper.make_graph(
-        [node],
-        "correlation",
-        [helper.make_tensor_value_info("x", elem_type, [None] * 5)],
-        [helper.make_tensor_value_info("y", elem_type, None)],
-    )
-    opsets = [helper.make_opsetid("", 18), helper.make_opsetid(CORRELATION_DOMAIN, 1)]
     path = tmp / f"correlation_{elem_type}_{kernel_size}_{temporal_range}.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=opsets), str(path))
+    onnx.save(correlation_model(elem_type, kernel_size, temporal_range), str(path))
     return path
 
 
