@@ -64,6 +64,10 @@ DCF_INLINE Vec<T, Lanes> load(const T* p) {
   return v;
 }
 
+// The largest window the row kernels are specialised for (1, 3, ..., 11); MAX_KERNEL_SIZE in
+// dcf/ops/_cpu_kernel.py.
+constexpr int kMaxKernelSize = 11;
+
 struct Shape {
   int64_t N, C, T, H, W;
   int K, L;
@@ -281,7 +285,7 @@ DCF_ROW_KERNELS(float, f32)
 DCF_ROW_KERNELS(double, f64)
 
 bool valid(const Shape& s) {
-  return s.N >= 0 && s.C >= 1 && s.T >= 0 && s.H >= 0 && s.W >= 0 && s.K >= 1 && s.K <= 11 &&
+  return s.N >= 0 && s.C >= 1 && s.T >= 0 && s.H >= 0 && s.W >= 0 && s.K >= 1 && s.K <= kMaxKernelSize &&
          s.K % 2 == 1 && s.L >= 1;
 }
 

@@ -27,8 +27,6 @@
 
 namespace {
 
-constexpr int64_t kMaxKernelSize = 11;  // the kernel's specialisations
-
 struct Tbb {
   template <class Body>
   void operator()(int64_t count, const Body& body) const {

@@ -33,7 +33,6 @@
 namespace {
 
 constexpr uint32_t kApiVersion = 17;
-constexpr int64_t kMaxKernelSize = 11;  // the kernel's specialisations (correlation_kernel.h)
 constexpr char kDomain[] = "dcf";  // dcf/export/names.py: CORRELATION_DOMAIN, CORRELATION_OP
 constexpr char kOp[] = "DCFCorrelation";
 
