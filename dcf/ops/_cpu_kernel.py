@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-ABI_VERSION = 5  # must match kAbiVersion in csrc/correlation_cpu.cpp
+ABI_VERSION = 6  # must match kAbiVersion in csrc/correlation_cpu.cpp
 _MODULE = "dcf.ops._correlation_cpu"
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 
@@ -62,12 +62,20 @@ def _library() -> ctypes.CDLL | None:
         backward = getattr(lib, f"dcf_correlation_backward_{suffix}")
         backward.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64, cint, cint, cint]
         forward.restype = backward.restype = cint
+    lib.dcf_correlation_isa.restype = ctypes.c_char_p
     return lib
 
 
 def available() -> bool:
     """Whether the compiled kernel is loaded and enabled."""
     return _library() is not None
+
+
+def instruction_set() -> str | None:
+    """The instruction set the compiled kernel runs on this CPU (``avx512``, ``avx2`` or
+    ``baseline``; ``DCF_CPU_ISA=avx2`` or ``baseline`` caps it), or ``None`` without the kernel."""
+    lib = _library()
+    return None if lib is None else lib.dcf_correlation_isa().decode()
 
 
 MAX_KERNEL_SIZE = 11  # the kernel is specialised for K in 1, 3, ..., 11

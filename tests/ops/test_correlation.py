@@ -155,6 +155,30 @@ def test_kernel_writes_every_output_element(shape: tuple[int, ...], k: int, big_
     torch.testing.assert_close(grad_x, correlation_backward_reference(grad_y, x, k, big_l), **F64_TOL)
 
 
+@pytest.mark.skipif(
+    not _cpu_kernel.available() or _cpu_kernel.instruction_set() == "baseline",
+    reason="the compiled kernel is not built, or this CPU runs its baseline kernels only",
+)
+@pytest.mark.parametrize("isa", ["avx2", "baseline"])
+def test_narrower_instruction_sets_match_the_reference(isa: str) -> None:
+    # The row kernels differ per instruction set (register blocks of 16, 8 or 4 float32 columns):
+    # run the reference comparisons again with the kernel capped at the narrower ones. The cap is
+    # read once per process, hence the child pytest.
+    if isa == "avx2" and _cpu_kernel.instruction_set() != "avx512":
+        pytest.skip("this CPU's widest kernel is avx2: the main run covers it")
+    env = {**os.environ, "DCF_CPU_ISA": isa}
+    code = "from dcf.ops import _cpu_kernel; print(_cpu_kernel.instruction_set())"
+    used = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert used.stdout.strip() == isa
+    selection = "(matches_reference or literal or backward_matches or gradcheck) and kernel or writes_every"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", selection],
+        env=env, capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+
 KEPT_SCRATCH_BYTES = 64 << 20  # kKeptScratchBytes in csrc/correlation_cpu.cpp
 # A backward (K=5, L=2) whose padded copies take 232 MB for the whole batch, 39 MB for one
 # element (mostly grad_y's 100 channels on 184-pixel rows), so it runs in passes of one element.

@@ -6,7 +6,7 @@
 
 namespace {
 
-constexpr int kAbiVersion = 5;
+constexpr int kAbiVersion = 6;
 
 // Runs body(item) for item in [0, count) on `threads` OpenMP threads. Built with -fopenmp and
 // loaded after PyTorch, the library shares PyTorch's OpenMP runtime (same soname), so its threads
@@ -23,6 +23,9 @@ struct OpenMP {
 }  // namespace
 
 DCF_EXPORT int dcf_correlation_abi_version() { return kAbiVersion; }
+
+// The instruction set the row kernels run: "avx512", "avx2" or "baseline" (kernel_isa()).
+DCF_EXPORT const char* dcf_correlation_isa() { return isa_name(kernel_isa()); }
 
 // Bytes of scratch the calling thread keeps between calls (at most 2 * kKeptScratchBytes per
 // dtype), for tests and memory diagnostics.

@@ -13,11 +13,13 @@
 // Layout of the work: the input is first copied into a buffer of layout (N, T, H, C, Wp) whose
 // rows carry P = r*L zeros on both sides, so every displaced read along W is in bounds and reads
 // zero outside the frame, and the reduction over C walks memory sequentially. One work item is one
-// row (n, t, i); for each (tau > 0, dy) and each chunk of 16 columns the K accumulators (one per
+// row (n, t, i); for each (tau > 0, dy) and each block of columns the K accumulators (one per
 // dx) stay in vector registers for the whole reduction over C. Each product serves both +tau and
 // its mirror -tau, so half of them are never computed; every output element is written exactly
-// once. GCC emits AVX2 and AVX-512 clones of the row kernels and
-// picks one at load time for the CPU at hand. A row only meets rows of its own batch element, so
+// once. The row kernels are compiled for AVX-512, for AVX2 with FMA and for the baseline, the
+// forward's register blocks one vector register wide (its Rows*K accumulators must stay in the
+// register file: 10 of them at K=5), and the first call picks the one for the CPU at hand.
+// A row only meets rows of its own batch element, so
 // the batch runs in passes of as many elements as keep the padded copies within 64 MiB: the
 // scratch does not grow with the batch.
 #pragma once
@@ -25,25 +27,30 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <vector>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define DCF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define DCF_X86 1
+#define DCF_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define DCF_AVX2 __attribute__((target("avx2,fma")))
 #else
-#define DCF_CLONES
+#define DCF_X86 0
+#define DCF_AVX512
+#define DCF_AVX2
 #endif
 #define DCF_INLINE inline __attribute__((always_inline))
 #define DCF_UNUSED __attribute__((unused))  // each runtime uses some of the kernels
 
 namespace {
 
-constexpr int kChunk = 16;  // columns per register block
+constexpr int kChunk = 16;  // the widest register block, in columns (padding rounds rows to it)
 
 // GCC vector extension types of `Lanes` elements: the compiler maps them onto the widest
-// registers of the target clone (AVX-512, AVX2 or SSE2).
+// registers of the instruction set the function is compiled for (AVX-512, AVX2 or SSE2).
 template <class T, int Lanes>
 struct VecOf;
 template <int Lanes>
@@ -119,7 +126,12 @@ template <class T, int K, int Lanes, int Rows>
 DCF_INLINE void forward_chunk(const T* a, const T* const* b, const RowTargets<T, Rows>& to, int64_t j0,
                               int64_t W, int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
   constexpr int r = K / 2;
-  Vec<T, Lanes> acc[Rows][K] = {};
+  Vec<T, Lanes> acc[Rows][K];  // zeroed lane by lane: an aggregate `= {}` becomes a memset in memory
+#pragma GCC unroll 4
+  for (int q = 0; q < Rows; ++q) {
+#pragma GCC unroll 16
+    for (int dxi = 0; dxi < K; ++dxi) acc[q][dxi] = Vec<T, Lanes>{};
+  }
   a += j0;
   const T* bp[Rows];
   for (int q = 0; q < Rows; ++q) bp[q] = b[q] + j0;
@@ -132,7 +144,9 @@ DCF_INLINE void forward_chunk(const T* a, const T* const* b, const RowTargets<T,
     }
   }
   const int64_t lanes = std::min<int64_t>(Lanes, W - j0);
+#pragma GCC unroll 4
   for (int q = 0; q < Rows; ++q) {
+#pragma GCC unroll 16
     for (int dxi = 0; dxi < K; ++dxi) {
       const Vec<T, Lanes> v = acc[q][dxi] * scale;
       store_lanes<T, Lanes>(to.direct[q] + dxi * out_stride + j0, v, 0, lanes);
@@ -144,22 +158,23 @@ DCF_INLINE void forward_chunk(const T* a, const T* const* b, const RowTargets<T,
   }
 }
 
-template <class T, int K, int Rows>
+template <class T, int K, int Lanes, int Rows>
 DCF_INLINE void forward_rows_block(const T* a, const T* const* b, const RowTargets<T, Rows>& to, int64_t W,
                                    int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
+  static_assert(Lanes <= kChunk, "a block never reads past the padded row");
   int64_t j0 = 0;
-  for (; j0 + kChunk / 2 < W; j0 += kChunk) {
-    forward_chunk<T, K, kChunk, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
+  for (; j0 + Lanes / 2 < W; j0 += Lanes) {
+    forward_chunk<T, K, Lanes, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
   }
-  if (j0 < W) {  // a tail of at most half a chunk
-    forward_chunk<T, K, kChunk / 2, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
+  if (j0 < W) {  // a tail of at most half a block
+    forward_chunk<T, K, (Lanes > 1 ? Lanes / 2 : 1), Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
   }
 }
 
 // Forward for one row (n, t, i): the tau > 0 outputs of this row and their mirrors (tau < 0,
 // elsewhere), plus zeros for the tau < 0 entries of this row that no partner reaches.
-// xp: padded input (N, T, H, C, Wp).
-template <class T, int K>
+// xp: padded input (N, T, H, C, Wp). Lanes: columns per register block.
+template <class T, int K, int Lanes>
 DCF_INLINE void forward_row(const T* xp, T* y, const Shape& s, int64_t item) {
   constexpr int r = K / 2;
   const int64_t H = s.H, W = s.W, Wp = s.padded_width(), P = s.pad(), C = s.C;
@@ -206,11 +221,11 @@ DCF_INLINE void forward_row(const T* xp, T* y, const Shape& s, int64_t item) {
     }
     int q = 0;
     for (; q + 2 <= rows; q += 2) {
-      forward_rows_block<T, K, 2>(a, b + q, to[q / 2], W, out_stride, C, Wp, d, scale);
+      forward_rows_block<T, K, Lanes, 2>(a, b + q, to[q / 2], W, out_stride, C, Wp, d, scale);
     }
     if (q < rows) {
       RowTargets<T, 1> last{{to[q / 2].direct[0]}, {to[q / 2].mirror[0]}};
-      forward_rows_block<T, K, 1>(a, b + q, last, W, out_stride, C, Wp, d, scale);
+      forward_rows_block<T, K, Lanes, 1>(a, b + q, last, W, out_stride, C, Wp, d, scale);
     }
   }
 }
@@ -258,20 +273,20 @@ DCF_INLINE void backward_row(const T* gp, const T* xp, T* gx, const Shape& s, in
   }
 }
 
-// The functions GCC clones per instruction set; the templates are inlined into them.
-#define DCF_ROW_KERNELS(T, SUFFIX)                                                                  \
-  DCF_CLONES DCF_UNUSED void forward_rows_##SUFFIX(const T* xp, T* y, const Shape& s, int64_t item) {       \
+// The row kernels of one instruction set, the forward's register blocks REGISTER_BYTES wide.
+#define DCF_ROW_KERNELS_FOR(T, SUFFIX, REGISTER_BYTES, ISA)                                       \
+  ISA void forward_rows_##SUFFIX(const T* xp, T* y, const Shape& s, int64_t item) {               \
+    constexpr int lanes = REGISTER_BYTES / int(sizeof(T));                                        \
     switch (s.K) {                                                                                \
-      case 1: return forward_row<T, 1>(xp, y, s, item);                                           \
-      case 3: return forward_row<T, 3>(xp, y, s, item);                                           \
-      case 5: return forward_row<T, 5>(xp, y, s, item);                                           \
-      case 7: return forward_row<T, 7>(xp, y, s, item);                                           \
-      case 9: return forward_row<T, 9>(xp, y, s, item);                                           \
-      case 11: return forward_row<T, 11>(xp, y, s, item);                                         \
+      case 1: return forward_row<T, 1, lanes>(xp, y, s, item);                                    \
+      case 3: return forward_row<T, 3, lanes>(xp, y, s, item);                                    \
+      case 5: return forward_row<T, 5, lanes>(xp, y, s, item);                                    \
+      case 7: return forward_row<T, 7, lanes>(xp, y, s, item);                                    \
+      case 9: return forward_row<T, 9, lanes>(xp, y, s, item);                                    \
+      case 11: return forward_row<T, 11, lanes>(xp, y, s, item);                                  \
     }                                                                                             \
   }                                                                                               \
-  DCF_CLONES DCF_UNUSED void backward_rows_##SUFFIX(const T* gp, const T* xp, T* gx, const Shape& s,         \
-                                         int64_t item) {                                          \
+  ISA void backward_rows_##SUFFIX(const T* gp, const T* xp, T* gx, const Shape& s, int64_t item) { \
     switch (s.K) {                                                                                \
       case 1: return backward_row<T, 1>(gp, xp, gx, s, item);                                     \
       case 3: return backward_row<T, 3>(gp, xp, gx, s, item);                                     \
@@ -280,6 +295,51 @@ DCF_INLINE void backward_row(const T* gp, const T* xp, T* gx, const Shape& s, in
       case 9: return backward_row<T, 9>(gp, xp, gx, s, item);                                     \
       case 11: return backward_row<T, 11>(gp, xp, gx, s, item);                                   \
     }                                                                                             \
+  }
+
+// The instruction set the row kernels use: the widest the CPU has, at most the one named by
+// DCF_CPU_ISA ("avx2" or "baseline"), so that the narrower kernels are tested on any x86 CPU.
+enum class Isa { kBaseline, kAvx2, kAvx512 };
+DCF_UNUSED Isa kernel_isa() {
+#if DCF_X86
+  const char* cap = std::getenv("DCF_CPU_ISA");
+  const bool baseline = cap && std::strcmp(cap, "baseline") == 0, avx2 = cap && std::strcmp(cap, "avx2") == 0;
+  const bool fma = __builtin_cpu_supports("fma");
+  if (!baseline && !avx2 && fma && __builtin_cpu_supports("avx512f")) return Isa::kAvx512;
+  if (!baseline && fma && __builtin_cpu_supports("avx2")) return Isa::kAvx2;
+#endif
+  return Isa::kBaseline;
+}
+
+DCF_UNUSED const char* isa_name(Isa isa) {
+  return isa == Isa::kAvx512 ? "avx512" : isa == Isa::kAvx2 ? "avx2" : "baseline";
+}
+
+template <class F>
+F for_isa(F avx512, F avx2, F baseline) {
+  switch (kernel_isa()) {
+    case Isa::kAvx512: return avx512;
+    case Isa::kAvx2: return avx2;
+    default: return baseline;
+  }
+}
+
+// forward_rows_SUFFIX and backward_rows_SUFFIX: the row kernels for kernel_isa(), chosen on the
+// first call.
+#define DCF_ROW_KERNELS(T, SUFFIX)                                                                  \
+  DCF_ROW_KERNELS_FOR(T, avx512_##SUFFIX, 64, DCF_AVX512)                                          \
+  DCF_ROW_KERNELS_FOR(T, avx2_##SUFFIX, 32, DCF_AVX2)                                              \
+  DCF_ROW_KERNELS_FOR(T, baseline_##SUFFIX, 16, )                                                  \
+  DCF_UNUSED void forward_rows_##SUFFIX(const T* xp, T* y, const Shape& s, int64_t item) {         \
+    static const auto rows = for_isa(forward_rows_avx512_##SUFFIX, forward_rows_avx2_##SUFFIX,     \
+                                     forward_rows_baseline_##SUFFIX);                             \
+    rows(xp, y, s, item);                                                                         \
+  }                                                                                               \
+  DCF_UNUSED void backward_rows_##SUFFIX(const T* gp, const T* xp, T* gx, const Shape& s,          \
+                                         int64_t item) {                                          \
+    static const auto rows = for_isa(backward_rows_avx512_##SUFFIX, backward_rows_avx2_##SUFFIX,   \
+                                     backward_rows_baseline_##SUFFIX);                            \
+    rows(gp, xp, gx, s, item);                                                                    \
   }
 DCF_ROW_KERNELS(float, f32)
 DCF_ROW_KERNELS(double, f64)
