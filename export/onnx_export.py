@@ -130,6 +130,38 @@ def _tidy(model: onnx.ModelProto, root: str = "") -> None:
         del node.metadata_props[:]
 
 
+def _fold_weight_splits(model: onnx.ModelProto) -> None:
+    """Replaces each ``Split`` of an initializer by the initializers of its parts: the DCF block's
+    ``conv2`` weight, split per input volume (:meth:`dcf.models.layers.DCFBlock._conv2`), above the
+    size the exporter's constant folding takes. Every runtime then sees plain convolution weights
+    (TensorRT wants constant ones)."""
+    graph = model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    folded = []
+    for node in graph.node:
+        if node.op_type != "Split" or node.domain not in ("", "ai.onnx"):
+            continue
+        if not node.input or any(name and name not in initializers for name in node.input):
+            continue
+        data = onnx.numpy_helper.to_array(initializers[node.input[0]])
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if len(node.input) < 2 or not node.input[1]:
+            continue  # equal parts (num_outputs): not what _conv2 exports
+        sizes = onnx.numpy_helper.to_array(initializers[node.input[1]]).tolist()
+        bounds = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
+        for name, start, stop in zip(node.output, bounds[:-1], bounds[1:], strict=True):
+            part = data.take(range(start, stop), axis=axis)
+            graph.initializer.append(onnx.numpy_helper.from_array(part, name))
+        folded.append(node)
+    for node in folded:
+        graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input}
+    dropped = {name for node in folded for name in node.input} - used  # the whole weights, now unused
+    kept = [tensor for tensor in graph.initializer if tensor.name not in dropped]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
 def resizable(spec: InputSpec) -> bool:
     """Whether a model of this input spec can be exported with dynamic height and width: its crop
     size is a multiple of the network's stride, from twice the stride up."""
@@ -209,6 +241,7 @@ def export_onnx(
         raise RuntimeError("torch.onnx.export returned no program")
     proto = program.model_proto
     _tidy(proto, root="model." if precision == "fp16" else "")  # _Float16 holds the model as .model
+    _fold_weight_splits(proto)
     if portable:
         proto = make_portable(proto)
     proto.doc_string = (

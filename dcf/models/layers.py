@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-import torch
 from torch import Tensor, nn
 
 from dcf.ops import correlation
@@ -104,5 +103,16 @@ class DCFBlock(nn.Module):
         """Returns the enhanced features and this block's correlation volume ``S``."""
         x = self.act1(self.bn1(self.conv1(features)))  # (N, C/r, T, H, W)
         volume = self.correlation(x)  # (N, K*K*2L, T, H, W)
-        stacked = torch.cat([volume, *pyramid], dim=1) if pyramid else volume
-        return self.act2(features + self.bn2(self.conv2(stacked))), volume
+        return self.act2(features + self.bn2(self._conv2([volume, *pyramid]))), volume
+
+    def _conv2(self, parts: list[Tensor]) -> Tensor:
+        """``conv2`` of the channel concatenation of ``parts``, computed as the sum of one 1x1x1
+        convolution per part with its slice of the weight: the same values, without copying every
+        volume into a concatenation (in PyTorch and in each runtime the export runs in)."""
+        if len(parts) == 1:
+            return self.conv2(parts[0])
+        weights = self.conv2.weight.split([part.shape[1] for part in parts], dim=1)
+        out = nn.functional.conv3d(parts[0], weights[0])
+        for part, weight in zip(parts[1:], weights[1:], strict=True):
+            out = out + nn.functional.conv3d(part, weight)
+        return out

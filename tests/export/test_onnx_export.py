@@ -63,6 +63,20 @@ def test_one_custom_node_per_correlation(exported) -> None:
     onnx.checker.check_model(proto, full_check=True)
 
 
+def _convolution_weights_are_initializers(proto: onnx.ModelProto) -> None:
+    # The DCF block's conv2 runs as one convolution per input volume (no concatenation of the
+    # volumes); its weight parts are folded to initializers, as TensorRT wants convolution weights.
+    initializers = {tensor.name for tensor in proto.graph.initializer}
+    convs = [node for node in proto.graph.node if node.op_type == "Conv"]
+    assert convs and all(node.input[1] in initializers for node in convs)
+    assert not [node for node in proto.graph.node if node.op_type in ("Split", "Concat")]
+
+
+def test_convolution_weights_are_initializers(exported) -> None:
+    # (The custom flavour: the portable correlation is itself built with Concat.)
+    _convolution_weights_are_initializers(onnx.load(str(exported[1]["custom"])))
+
+
 class _DirectCall(torch.nn.Module):
     """Calls the registered op itself, not through the Correlation module."""
 
@@ -186,6 +200,7 @@ def test_fp16_export_with_the_custom_node(tmp_path: Path) -> None:
         n for n in onnx.load(str(tmp_path / "fp16.custom.onnx")).graph.node if n.domain == CORRELATION_DOMAIN
     ]
     assert [n.name for n in nodes] == [f"blocks.stage{s}.correlation" for s in model.config.stages]
+    _convolution_weights_are_initializers(onnx.load(str(tmp_path / "fp16.custom.onnx")))
 
 
 def test_export_needs_a_checkpoint_model(tmp_path: Path) -> None:
