@@ -139,23 +139,35 @@ def _fold_weight_splits(model: onnx.ModelProto) -> None:
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     folded = []
     for node in graph.node:
-        if node.op_type != "Split" or node.domain not in ("", "ai.onnx"):
+        if (
+            node.op_type != "Split"
+            or node.domain not in ("", "ai.onnx")
+            or not node.input
+            or not all(node.output)
+        ):
             continue
-        if not node.input or any(name and name not in initializers for name in node.input):
+        attributes = {a.name: a for a in node.attribute}
+        if "split" in attributes:  # opset 11-12
+            sizes = list(attributes["split"].ints)
+        elif len(node.input) == 2 and node.input[1] in initializers:  # opset 13 and up
+            sizes = onnx.numpy_helper.to_array(initializers[node.input[1]]).tolist()
+        else:
+            continue  # equal parts, or sizes computed in the graph: not what _conv2 exports
+        if node.input[0] not in initializers or len(sizes) != len(node.output):
             continue
         data = onnx.numpy_helper.to_array(initializers[node.input[0]])
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-        if len(node.input) < 2 or not node.input[1]:
-            continue  # equal parts (num_outputs): not what _conv2 exports
-        sizes = onnx.numpy_helper.to_array(initializers[node.input[1]]).tolist()
+        axis = attributes["axis"].i if "axis" in attributes else 0
         bounds = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
         for name, start, stop in zip(node.output, bounds[:-1], bounds[1:], strict=True):
-            part = data.take(range(start, stop), axis=axis)
-            graph.initializer.append(onnx.numpy_helper.from_array(part, name))
+            graph.initializer.append(
+                onnx.numpy_helper.from_array(data.take(range(start, stop), axis=axis), name)
+            )
         folded.append(node)
     for node in folded:
         graph.node.remove(node)
-    used = {name for node in graph.node for name in node.input}
+    used = {name for node in graph.node for name in node.input} | {
+        v.name for v in (*graph.input, *graph.output)
+    }
     dropped = {name for node in folded for name in node.input} - used  # the whole weights, now unused
     kept = [tensor for tensor in graph.initializer if tensor.name not in dropped]
     del graph.initializer[:]

@@ -55,6 +55,9 @@ def _library() -> ctypes.CDLL | None:
             ABI_VERSION,
         )
         return None
+    cap = os.environ.get("DCF_CPU_ISA")
+    if cap and cap not in ("avx2", "baseline"):
+        logger.warning("dcf: DCF_CPU_ISA=%s is not avx2 or baseline: the kernel ignores it", cap)
     i64, cint, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     for suffix in _DTYPES.values():
         forward = getattr(lib, f"dcf_correlation_forward_{suffix}")

@@ -111,7 +111,7 @@ SHAPES = [
     (1, 4, 5, 6, 7),
     (2, 3, 1, 5, 5),  # T = 1: every partner frame is outside
     (1, 2, 4, 2, 3),  # H, W smaller than the window
-    (1, 5, 3, 9, 33),  # W over two register chunks, odd
+    (1, 5, 3, 9, 33),  # W over several register blocks, odd: a half-block tail
     (3, 1, 6, 4, 17),
 ]
 

@@ -24,8 +24,8 @@ struct OpenMP {
 
 DCF_EXPORT int dcf_correlation_abi_version() { return kAbiVersion; }
 
-// The instruction set the row kernels run: "avx512", "avx2" or "baseline" (kernel_isa()).
-DCF_EXPORT const char* dcf_correlation_isa() { return isa_name(kernel_isa()); }
+// The instruction set the row kernels run: "avx512", "avx2" or "baseline" (selected_isa()).
+DCF_EXPORT const char* dcf_correlation_isa() { return isa_name(selected_isa()); }
 
 // Bytes of scratch the calling thread keeps between calls (at most 2 * kKeptScratchBytes per
 // dtype), for tests and memory diagnostics.

@@ -1,6 +1,7 @@
 // CPU kernels for the DCF correlation op (meaning: DESIGN.md section 1), included by each runtime's
-// entry points: correlation_cpu.cpp (ctypes, PyTorch and OpenVINO; OpenMP threads) and
-// correlation_ort.cpp (ONNX Runtime's custom-op library; ONNX Runtime's own threads).
+// entry points: correlation_cpu.cpp (ctypes, PyTorch and OpenVINO's Python operation; OpenMP
+// threads), correlation_ort.cpp (ONNX Runtime's custom-op library; ONNX Runtime's own threads) and
+// correlation_openvino.cpp (OpenVINO's C++ extension; its oneTBB threads).
 //
 //   y[n, o, t, i, j] = scale * sum_c x[n, c, t, i, j] * x[n, c, t + tau, i + dy, j + dx]
 //   o = (tau_index * K + dy / d + r) * K + dx / d + r,   d = |tau|,  r = K / 2,  scale = 1 / sqrt(C)
@@ -16,9 +17,10 @@
 // row (n, t, i); for each (tau > 0, dy) and each block of columns the K accumulators (one per
 // dx) stay in vector registers for the whole reduction over C. Each product serves both +tau and
 // its mirror -tau, so half of them are never computed; every output element is written exactly
-// once. The row kernels are compiled for AVX-512, for AVX2 with FMA and for the baseline, the
-// forward's register blocks one vector register wide (its Rows*K accumulators must stay in the
-// register file: 10 of them at K=5), and the first call picks the one for the CPU at hand.
+// once. Built by GCC for x86-64, the row kernels are compiled for AVX-512, for AVX2 with FMA and
+// for the baseline, the forward's register blocks one vector register wide (its Rows*K
+// accumulators must stay in the register file: 10 of them at K=5), and the first call picks the
+// one for the CPU at hand; other compilers and processors build the baseline only.
 // A row only meets rows of its own batch element, so
 // the batch runs in passes of as many elements as keep the padded copies within 64 MiB: the
 // scratch does not grow with the batch.
@@ -80,7 +82,7 @@ struct Shape {
   int K, L;
   int64_t out_channels() const { return int64_t(K) * K * 2 * L; }
   int pad() const { return (K / 2) * L; }
-  // Padded row length: P zeros, W values, P zeros, rounded so a full chunk never leaves the row.
+  // Padded row length: P zeros, W values, P zeros, rounded so a full block never leaves the row.
   int64_t padded_width() const { return (W + kChunk - 1) / kChunk * kChunk + 2 * pad(); }
 };
 
@@ -161,7 +163,7 @@ DCF_INLINE void forward_chunk(const T* a, const T* const* b, const RowTargets<T,
 template <class T, int K, int Lanes, int Rows>
 DCF_INLINE void forward_rows_block(const T* a, const T* const* b, const RowTargets<T, Rows>& to, int64_t W,
                                    int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
-  static_assert(Lanes <= kChunk, "a block never reads past the padded row");
+  static_assert(Lanes <= kChunk && kChunk % Lanes == 0, "a block never reads past the padded row");
   int64_t j0 = 0;
   for (; j0 + Lanes / 2 < W; j0 += Lanes) {
     forward_chunk<T, K, Lanes, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
@@ -311,20 +313,26 @@ DCF_UNUSED Isa kernel_isa() {
   return Isa::kBaseline;
 }
 
+// kernel_isa() of this process, read once (every row kernel and dcf_correlation_isa use it).
+DCF_UNUSED Isa selected_isa() {
+  static const Isa isa = kernel_isa();
+  return isa;
+}
+
 DCF_UNUSED const char* isa_name(Isa isa) {
   return isa == Isa::kAvx512 ? "avx512" : isa == Isa::kAvx2 ? "avx2" : "baseline";
 }
 
 template <class F>
 F for_isa(F avx512, F avx2, F baseline) {
-  switch (kernel_isa()) {
+  switch (selected_isa()) {
     case Isa::kAvx512: return avx512;
     case Isa::kAvx2: return avx2;
     default: return baseline;
   }
 }
 
-// forward_rows_SUFFIX and backward_rows_SUFFIX: the row kernels for kernel_isa(), chosen on the
+// forward_rows_SUFFIX and backward_rows_SUFFIX: the row kernels for selected_isa(), chosen on the
 // first call.
 #define DCF_ROW_KERNELS(T, SUFFIX)                                                                  \
   DCF_ROW_KERNELS_FOR(T, avx512_##SUFFIX, 64, DCF_AVX512)                                          \
@@ -398,6 +406,7 @@ int forward(const T* x, T* y, const Shape& s, const Parallel& parallel_for,
   if (!valid(s)) return 2;
   const int64_t element_rows = s.T * s.H, Wp = s.padded_width();
   if (s.N * element_rows * s.W == 0) return 0;
+  selected_isa();  // read DCF_CPU_ISA on the calling thread, not on a worker of the pool
   const int64_t step = elements_per_pass<T>(s, s.C);
   const Scratch<T> x_scratch(0, size_t(step * element_rows * s.C * Wp));
   T* xp = x_scratch.data();
@@ -419,6 +428,7 @@ int backward(const T* g, const T* x, T* gx, const Shape& s, const Parallel& para
   if (!valid(s)) return 2;
   const int64_t element_rows = s.T * s.H, Wp = s.padded_width(), O = s.out_channels();
   if (s.N * element_rows * s.W == 0) return 0;
+  selected_isa();
   const int64_t step = elements_per_pass<T>(s, std::max(s.C, O));
   const Scratch<T> x_scratch(0, size_t(step * element_rows * s.C * Wp)),
       g_scratch(1, size_t(step * element_rows * O * Wp));
