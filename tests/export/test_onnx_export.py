@@ -69,7 +69,13 @@ def _convolution_weights_are_initializers(proto: onnx.ModelProto) -> None:
     initializers = {tensor.name for tensor in proto.graph.initializer}
     convs = [node for node in proto.graph.node if node.op_type == "Conv"]
     assert convs and all(node.input[1] in initializers for node in convs)
-    assert not [node for node in proto.graph.node if node.op_type in ("Split", "Concat")]
+    assert not [node for node in proto.graph.node if node.op_type == "Split"]
+    channel_concats = [  # (shape arithmetic concatenates along axis 0; volumes would along 1)
+        node
+        for node in proto.graph.node
+        if node.op_type == "Concat" and any(a.name == "axis" and a.i == 1 for a in node.attribute)
+    ]
+    assert not channel_concats
 
 
 def test_convolution_weights_are_initializers(exported) -> None:
