@@ -155,6 +155,24 @@ def test_kernel_writes_every_output_element(shape: tuple[int, ...], k: int, big_
     torch.testing.assert_close(grad_x, correlation_backward_reference(grad_y, x, k, big_l), **F64_TOL)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_writes_every_output_element_at_every_width(dtype: torch.dtype) -> None:
+    # Rows of 1 to 37 columns: whole register blocks of 16, 8 or 4 columns, then one block as narrow
+    # as covers the rest, often partial (masked stores that must write inside the row only).
+    lib = _cpu_kernel._library()
+    if lib is None:
+        pytest.skip("compiled CPU kernel not built")
+    forward = lib.dcf_correlation_forward_f32 if dtype == torch.float32 else lib.dcf_correlation_forward_f64
+    tol = F32_TOL if dtype == torch.float32 else F64_TOL
+    for w in range(1, 38):
+        for k, big_l in [(5, 2), (3, 1)]:
+            x = torch.randn(1, 3, 3, 4, w, dtype=torch.float64)
+            xd = x.to(dtype)  # kept alive for the call
+            y = torch.full((1, k * k * 2 * big_l, 3, 4, w), float("nan"), dtype=dtype)
+            assert forward(xd.data_ptr(), y.data_ptr(), 1, 3, 3, 4, w, k, big_l, 2) == 0
+            torch.testing.assert_close(y, correlation_reference(x, k, big_l).to(dtype), **tol, msg=f"W={w}")
+
+
 @pytest.mark.skipif(
     not _cpu_kernel.available() or _cpu_kernel.instruction_set() == "baseline",
     reason="the compiled kernel is not built, or this CPU runs its baseline kernels only",
