@@ -103,13 +103,13 @@ DCF_INLINE void pad_row(const T* src, T* dst, int64_t row, int64_t C, int64_t T_
   }
 }
 
-// Where a block of Rows output rows goes. The dot product <x[t,i,j], x[t+tau,i+dy,j+dx]> is
+// Where a block's outputs go. The dot product <x[t,i,j], x[t+tau,i+dy,j+dx]> is
 // y[+tau, dy, dx] at (t, i, j) and also y[-tau, -dy, -dx] at (t+tau, i+dy, j+dx): the kernel
 // computes each product once, for tau > 0, and writes it to both places.
-template <class T, int Rows>
+template <class T>
 struct RowTargets {
-  T* direct[Rows];  // row i of channel (tau, dy, dx = -r*d); channel dx steps by +stride
-  T* mirror[Rows];  // row i+dy of frame t+tau, channel (-tau, -dy, -dx = +r*d); steps by -stride
+  T* direct;  // row i of channel (tau, dy, dx = -r*d); channel dx steps by +stride
+  T* mirror;  // row i+dy of frame t+tau, channel (-tau, -dy, -dx = +r*d); steps by -stride
 };
 
 // Stores lanes [l0, l1) of v at dst[l0..l1), and nothing else: the neighbouring elements may
@@ -129,42 +129,32 @@ DCF_INLINE void store_lanes(T* __restrict dst, const Vec<T, Lanes>& v, int64_t l
   }
 }
 
-// Forward, Lanes columns of the K outputs (dx = -r*d .. r*d) of Rows (row, tau, dy) at once,
-// all sharing the row `a`: the Rows*K accumulators stay in registers for the whole reduction over
-// C (enough independent chains to hide the FMA latency), and each load of `a` feeds Rows*K FMAs.
-template <class T, int K, int Lanes, int Rows>
-DCF_INLINE void forward_chunk(const T* a, const T* const* b, const RowTargets<T, Rows>& to, int64_t j0,
-                              int64_t W, int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
+// Forward, Lanes columns of the K outputs (dx = -r*d .. r*d) of one (row, tau, dy): the K
+// accumulators stay in registers for the whole reduction over C (enough independent chains to
+// hide the FMA latency), and each load of `a` feeds K FMAs.
+template <class T, int K, int Lanes>
+DCF_INLINE void forward_chunk(const T* a, const T* b, const RowTargets<T>& to, int64_t j0, int64_t W,
+                              int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
   constexpr int r = K / 2;
-  Vec<T, Lanes> acc[Rows][K];  // zeroed lane by lane: an aggregate `= {}` becomes a memset in memory
-#pragma GCC unroll 4
-  for (int q = 0; q < Rows; ++q) {
+  Vec<T, Lanes> acc[K];  // zeroed lane by lane: an aggregate `= {}` becomes a memset in memory
 #pragma GCC unroll 16
-    for (int dxi = 0; dxi < K; ++dxi) acc[q][dxi] = Vec<T, Lanes>{};
-  }
+  for (int dxi = 0; dxi < K; ++dxi) acc[dxi] = Vec<T, Lanes>{};
   a += j0;
-  const T* bp[Rows];
-  for (int q = 0; q < Rows; ++q) bp[q] = b[q] + j0;
+  b += j0;
   for (int64_t c = 0; c < C; ++c) {
     const Vec<T, Lanes> av = load<T, Lanes>(a + c * Wp);
-#pragma GCC unroll 4
-    for (int q = 0; q < Rows; ++q) {
 #pragma GCC unroll 16
-      for (int dxi = 0; dxi < K; ++dxi) acc[q][dxi] += av * load<T, Lanes>(bp[q] + c * Wp + dxi * d);
-    }
+    for (int dxi = 0; dxi < K; ++dxi) acc[dxi] += av * load<T, Lanes>(b + c * Wp + dxi * d);
   }
   const int64_t lanes = std::min<int64_t>(Lanes, W - j0);
-#pragma GCC unroll 4
-  for (int q = 0; q < Rows; ++q) {
 #pragma GCC unroll 16
-    for (int dxi = 0; dxi < K; ++dxi) {
-      const Vec<T, Lanes> v = acc[q][dxi] * scale;
-      store_lanes<T, Lanes>(to.direct[q] + dxi * out_stride + j0, v, 0, lanes);
-      // Mirror: column j + dx, for the lanes where that column is inside the frame.
-      const int64_t dx = int64_t(dxi - r) * d;
-      const int64_t l0 = std::max<int64_t>(0, -dx - j0), l1 = std::min<int64_t>(lanes, W - dx - j0);
-      if (l1 > l0) store_lanes<T, Lanes>(to.mirror[q] - dxi * out_stride + j0 + dx, v, l0, l1);
-    }
+  for (int dxi = 0; dxi < K; ++dxi) {
+    const Vec<T, Lanes> v = acc[dxi] * scale;
+    store_lanes<T, Lanes>(to.direct + dxi * out_stride + j0, v, 0, lanes);
+    // Mirror: column j + dx, for the lanes where that column is inside the frame.
+    const int64_t dx = int64_t(dxi - r) * d;
+    const int64_t l0 = std::max<int64_t>(0, -dx - j0), l1 = std::min<int64_t>(lanes, W - dx - j0);
+    if (l1 > l0) store_lanes<T, Lanes>(to.mirror - dxi * out_stride + j0 + dx, v, l0, l1);
   }
 }
 
@@ -177,26 +167,29 @@ constexpr int kMinLanes = 16 / int(sizeof(T));
 // One block, not a chain of narrower ones: each block costs the same instructions per channel
 // whatever its width, and at R(2+1)D's 256 channels on 14-column rows 8 + 4 + 4 took 1.4x as long
 // as one 16-column block.
-template <class T, int K, int Lanes, int Rows>
-DCF_INLINE void forward_last(const T* a, const T* const* b, const RowTargets<T, Rows>& to, int64_t j0, int64_t W,
+template <class T, int K, int Lanes>
+DCF_INLINE void forward_last(const T* a, const T* b, const RowTargets<T>& to, int64_t j0, int64_t W,
                              int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
   if constexpr (Lanes / 2 >= kMinLanes<T>) {
-    if (W - j0 <= Lanes / 2) return forward_last<T, K, Lanes / 2, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
+    if (W - j0 <= Lanes / 2) return forward_last<T, K, Lanes / 2>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
   }
-  forward_chunk<T, K, Lanes, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
+  forward_chunk<T, K, Lanes>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
 }
 
-template <class T, int K, int Lanes, int Rows>
-DCF_INLINE void forward_rows_block(const T* a, const T* const* b, const RowTargets<T, Rows>& to, int64_t W,
-                                   int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
+// One (row, tau, dy) across the row, in blocks of Lanes columns. One partner row per block: two
+// shared the loads of `a`, but their 2K displaced loads need an address register each (d is known
+// at run time), more than x86-64 has at K = 5, and the loop reloaded them from the stack.
+template <class T, int K, int Lanes>
+DCF_INLINE void forward_row_block(const T* a, const T* b, const RowTargets<T>& to, int64_t W, int64_t out_stride,
+                                  int64_t C, int64_t Wp, int d, T scale) {
   // Every block starts at a multiple of its width and ends within W rounded up to Lanes.
   static_assert(Lanes <= kChunk && kChunk % Lanes == 0 && Lanes >= kMinLanes<T>,
                 "a block never reads past the padded row");
   int64_t j0 = 0;
   for (; j0 + Lanes <= W; j0 += Lanes) {
-    forward_chunk<T, K, Lanes, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
+    forward_chunk<T, K, Lanes>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
   }
-  if (j0 < W) forward_last<T, K, Lanes, Rows>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
+  if (j0 < W) forward_last<T, K, Lanes>(a, b, to, j0, W, out_stride, C, Wp, d, scale);
 }
 
 // Forward for one row (n, t, i): the tau > 0 outputs of this row and their mirrors (tau < 0,
@@ -219,7 +212,7 @@ DCF_INLINE void forward_row(const T* xp, T* y, const Shape& s, int64_t item) {
     const int d = tau, plus = s.L - 1 + tau, minus = s.L - tau;  // channel-group indices of +tau, -tau
     const int64_t tp = t + tau, tm = t - tau;
     const T* b[K];
-    RowTargets<T, 1> to[K];
+    RowTargets<T> to[K];
     int rows = 0;
     for (int dyi = 0; dyi < K; ++dyi) {
       const int64_t dy = int64_t(dyi - r) * d;
@@ -228,8 +221,7 @@ DCF_INLINE void forward_row(const T* xp, T* y, const Shape& s, int64_t item) {
         for (int dxi = 0; dxi < K; ++dxi) std::memset(out_row(plus, dyi, dxi, t, i), 0, sizeof(T) * W);
       } else {
         b[rows] = xp + ((n * s.T + tp) * H + i + dy) * C * Wp + P - int64_t(r) * d;
-        to[rows].direct[0] = out_row(plus, dyi, 0, t, i);
-        to[rows].mirror[0] = out_row(minus, K - 1 - dyi, K - 1, tp, i + dy);
+        to[rows] = {out_row(plus, dyi, 0, t, i), out_row(minus, K - 1 - dyi, K - 1, tp, i + dy)};
         ++rows;
       }
       // Mirrored outputs of this row, channel (-tau, dy, dx), come from row (t-tau, i+dy) at
@@ -247,12 +239,7 @@ DCF_INLINE void forward_row(const T* xp, T* y, const Shape& s, int64_t item) {
         }
       }
     }
-    // One partner row per block. Two shared the loads of `a`, but their 2K displaced loads need
-    // an address register each (d is known at run time): more than x86-64 has at K = 5, and the
-    // loop reloaded them from the stack. One row is 1.05-1.35x faster at X3D-S's shapes.
-    for (int q = 0; q < rows; ++q) {
-      forward_rows_block<T, K, Lanes, 1>(a, b + q, to[q], W, out_stride, C, Wp, d, scale);
-    }
+    for (int q = 0; q < rows; ++q) forward_row_block<T, K, Lanes>(a, b[q], to[q], W, out_stride, C, Wp, d, scale);
   }
 }
 
