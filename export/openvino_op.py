@@ -18,6 +18,11 @@ MatMul/Slice/Pad chains and the layout changes around them cost 35-85% on top of
   kernel (or for windows above its 11) it falls back to PyTorch's path, correct and slower.
 
 ``DCF_CPU_KERNEL=0`` turns both compiled paths off.
+
+:func:`fuse_pyramid` then hands each correlation the spatial pyramid's 2x2 average poolings of its
+volume (DESIGN.md section 2) as extra outputs of the C++ operation. OpenVINO's CPU plugin runs an
+extension operation in the planar layout only and reorders its output once per consumer; a volume
+read by both a convolution and a pooling was reordered twice, DCF's largest cost there.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import numpy as np
 import openvino
 import torch
 from openvino.frontend.onnx import ConversionExtension
+from openvino.utils.node_factory import NodeFactory
 
 from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
 from dcf.ops import _cpu_kernel
@@ -222,3 +228,79 @@ def openvino_core(custom_nodes: bool = True) -> openvino.Core:
             log.warning("dcf: %s: %s does not load: %s", _FALLBACK, extension, exc)
     core.add_extension(ConversionExtension(CORRELATION_OP, CORRELATION_DOMAIN, _convert))
     return core
+
+
+def fuse_pyramid(model: openvino.Model) -> int:
+    """Fuses the spatial pyramid's poolings (:func:`dcf.models.dcf_net.pool_pyramid`: 2x2 spatial
+    AvgPool, repeated once per later stride-2 stage) into the C++ operation whose volume they pool:
+    it gains one output per pooling level, and the poolings' consumers read those. Returns how many
+    correlations took their pyramid; correlations on the Python operation are left as they are.
+
+    Only poolings of exactly that meaning are taken: kernel and stride (1, 2, 2), no padding or
+    dilation, and either an even height and width known from the graph (rounding and pad counting
+    do not matter there) or rounding up with a cut window averaging the values it holds (the
+    export's odd sizes)."""
+    fused = 0
+    for node in model.get_ordered_ops():
+        if node.get_type_name() != CORRELATION_OP or node.get_type_info().version_id != CORRELATION_DOMAIN:
+            continue
+        levels: list[list[Any]] = []  # the AvgPool nodes of each level
+        outputs = [node.output(0)]
+        while pools := [
+            target.get_node()
+            for output in outputs
+            for target in output.get_target_inputs()
+            if _is_pyramid_pool(target.get_node())
+        ]:
+            levels.append(pools)
+            outputs = [pool.output(0) for pool in pools]
+        if not levels:
+            continue
+        attributes = {**node.get_attributes(), "pyramid_levels": len(levels)}
+        factory = _node_factory(str(compiled_extension()))
+        replacement = factory.create(CORRELATION_OP, [node.input_value(0)], attributes)
+        replacement.set_friendly_name(node.get_friendly_name())
+        node.output(0).replace(replacement.output(0))
+        for level, pools in enumerate(levels, start=1):
+            for pool in pools:
+                pool.output(0).replace(replacement.output(level))
+        fused += 1
+    if fused:
+        model.validate_nodes_and_infer_types()
+    return fused
+
+
+def _is_pyramid_pool(node: Any) -> bool:
+    if node.get_type_name() != "AvgPool":
+        return False
+    attributes = node.get_attributes()
+    if list(attributes["kernel"]) != [1, 2, 2] or list(attributes["strides"]) != [1, 2, 2]:
+        return False
+    if (
+        any(attributes["pads_begin"])
+        or any(attributes["pads_end"])
+        or attributes["auto_pad"] not in _NO_PADDING
+    ):
+        return False
+    if any(dilation != 1 for dilation in attributes.get("dilations", ())):
+        return False
+    shape = node.get_input_partial_shape(0)
+    even = shape.rank.is_static and all(
+        shape[axis].is_static and shape[axis].get_length() % 2 == 0 for axis in (3, 4)
+    )
+    # PyTorch's rounding up never counts the cut part of a window (torch.onnx writes it so for
+    # odd sizes); ONNX's counts it unless padding is excluded.
+    rounding = attributes["rounding_type"]
+    return even or rounding == "ceil_torch" or (rounding == "ceil" and attributes["exclude-pad"])
+
+
+_NO_PADDING = ("explicit", "notset", "valid")
+
+
+@functools.cache
+def _node_factory(extension: str) -> NodeFactory:
+    """A factory of the C++ extension's operations. Kept for the process: the nodes it makes run
+    code from the library it loaded."""
+    factory = NodeFactory()
+    factory.add_extension(extension)
+    return factory

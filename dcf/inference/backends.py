@@ -301,14 +301,19 @@ class OpenVINOBackend:
             import openvino  # noqa: F401  (the extra's presence, with a message that says how)
         except ImportError:
             raise ImportError("the openvino backend needs OpenVINO: pip install 'dcf[openvino]'") from None
-        from dcf.export.openvino_op import openvino_core
+        from dcf.export.openvino_op import fuse_pyramid, openvino_core
 
         metadata = read_onnx_metadata(source)
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OPENVINO_PRECISIONS[precision]}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         core = openvino_core(custom_nodes=metadata.flavour == "custom")
-        compiled = core.compile_model(core.read_model(source), "CPU", config)
+        model = core.read_model(source)
+        if metadata.flavour == "custom" and (fused := fuse_pyramid(model)):
+            log.info(
+                "OpenVINO: the pyramid's poolings fused into %d correlations of %s", fused, shown or source
+            )
+        compiled = core.compile_model(model, "CPU", config)
         hint = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         compiled_as = next((p for p, value in _OPENVINO_PRECISIONS.items() if value == hint), None)
         if compiled_as is None:

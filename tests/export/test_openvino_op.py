@@ -1,5 +1,6 @@
 """The correlation in OpenVINO: the C++ extension (compiled against the installed OpenVINO on first
-use) against the pure-PyTorch reference op by op, and its fallback when it cannot be built."""
+use) against the pure-PyTorch reference op by op, the spatial pyramid's poolings fused into it
+against the model's own pooling, and its fallback when it cannot be built."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 from onnx import TensorProto
 
 from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
+from dcf.models.dcf_net import pool_pyramid
 from dcf.ops.reference import correlation_reference
 from tests.support.onnx_graphs import correlation_model
 
@@ -91,6 +93,74 @@ def test_the_extensions_float16_evaluate_is_float32_rounded_once(tmp_path: Path)
     )
 
 
+def pyramid_reference(x: np.ndarray, kernel_size: int, temporal_range: int, levels: int) -> list[np.ndarray]:
+    """The volume and its pyramid levels in float64, through the model's own pooling."""
+    out = [correlation_reference(torch.from_numpy(x).double(), kernel_size, temporal_range)]
+    for _ in range(levels):
+        out.append(pool_pyramid(out[-1]))
+    return [volume.numpy() for volume in out]
+
+
+@compiler
+@pytest.mark.parametrize(
+    ("size", "ceil_mode", "fuses"),
+    [
+        ((8, 12), False, True),  # even sizes, as X3D and R(2+1)D have at their usual crops
+        ((7, 9), True, True),  # odd: rounded up, each cut window the mean of what it holds
+        ((13, 5), True, True),
+        (None, False, False),  # height and width unknown: rounding down might drop a row
+    ],
+)
+def test_the_pyramid_fuses_into_the_extension_and_matches_the_models_pooling(
+    tmp_path: Path, size: tuple[int, int] | None, ceil_mode: bool, fuses: bool
+) -> None:
+    """Two pooling levels become outputs 1 and 2 of the C++ operation: no AvgPool is left in the
+    graph OpenVINO compiles, and every output matches the reference volume pooled by
+    ``pool_pyramid``, at a batch of two and on two threads."""
+    path = tmp_path / "pyramid.onnx"
+    onnx.save(
+        correlation_model(TensorProto.FLOAT, 5, 2, pyramid_levels=2, size=size, ceil_mode=ceil_mode),
+        str(path),
+    )
+    core = openvino_op.openvino_core()
+    model = core.read_model(str(path))
+    assert openvino_op.fuse_pyramid(model) == int(fuses)
+    (node,) = correlation_nodes(model)
+    assert node.get_output_size() == (3 if fuses else 1)
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2}
+    compiled = core.compile_model(model, "CPU", config)
+    layers = [
+        op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()
+    ]
+    assert layers.count("Pooling") == (0 if fuses else 2) and layers.count("Reference") == 1, layers
+    x = np.random.default_rng(9).standard_normal((2, 6, 4, *(size or (8, 12))), dtype=np.float32)
+    outputs = compiled.create_infer_request().infer({"x": x}).to_tuple()
+    for actual, expected in zip(outputs, pyramid_reference(x, 5, 2, 2), strict=True):
+        assert actual.shape == expected.shape
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+@compiler
+def test_the_fused_pyramids_float16_evaluate_pools_in_float32_and_rounds_once(tmp_path: Path) -> None:
+    x = np.random.default_rng(10).standard_normal((2, 8, 5, 9, 7)).astype(np.float16)
+    path = tmp_path / "pyramid16.onnx"
+    onnx.save(
+        correlation_model(TensorProto.FLOAT16, 3, 1, pyramid_levels=2, size=(9, 7), ceil_mode=True), str(path)
+    )
+    model = openvino_op.openvino_core().read_model(str(path))
+    assert openvino_op.fuse_pyramid(model) == 1
+    (node,) = correlation_nodes(model)
+    outputs = [
+        openvino.Tensor(openvino.Type.f16, openvino.Shape(shape))
+        for shape in ([2, 18, 5, 9, 7], [2, 18, 5, 5, 4], [2, 18, 5, 3, 2])
+    ]
+    assert node.evaluate(outputs, [openvino.Tensor(x)])
+    for actual, expected in zip(outputs, pyramid_reference(x, 3, 1, 2), strict=True):
+        np.testing.assert_allclose(
+            actual.data.astype(np.float64), expected, rtol=2**-11, atol=1e-5 * np.abs(expected).max()
+        )
+
+
 def failing_compiler(tmp: Path) -> Path:
     script = tmp / "failing-c++"
     script.write_text(
@@ -120,6 +190,9 @@ def test_the_python_operation_when_the_extension_cannot_be_built(
         assert openvino_op.compiled_extension() is None
         x = np.random.default_rng(5).standard_normal((1, 6, 4, 8, 8), dtype=np.float32)
         y = run(correlation_file(tmp_path, TensorProto.FLOAT, 5, 2), x, operation="Python")
+        path = tmp_path / "pyramid.onnx"
+        onnx.save(correlation_model(TensorProto.FLOAT, 5, 2, pyramid_levels=1, size=(8, 8)), str(path))
+        assert openvino_op.fuse_pyramid(openvino_op.openvino_core().read_model(str(path))) == 0
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "runs as a Python operation on one thread" in warning
     assert ("fake: error: no" in warning) if failure == "compiler" else ("Not a directory" in warning)

@@ -38,8 +38,11 @@ def test_every_cpu_backend_gives_the_checkpoints_logits(files: dict[str, Path]) 
 
 
 @pytest.mark.parametrize("flavour", ["portable", "custom"])
-def test_openvino_gives_the_checkpoints_logits_in_float32(files: dict[str, Path], flavour: str) -> None:
-    """Both flavours (custom nodes on the compiled CPU kernel): batches and frame counts other
+def test_openvino_gives_the_checkpoints_logits_in_float32(
+    files: dict[str, Path], flavour: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both flavours (custom nodes on the compiled CPU kernel, the pyramid's poolings fused into
+    the first two of the three): batches and frame counts other
     than the export traced, within the fp32 tolerance of ``dcf export verify``; no socket opened
     while loading and running (OpenVINO's telemetry package serves its tools, not the runtime)."""
     pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
@@ -49,9 +52,15 @@ def test_openvino_gives_the_checkpoints_logits_in_float32(files: dict[str, Path]
     if flavour == "portable":  # the custom-node file is exported with static frames
         shapes.append((2, 3, 7, 32, 32))
     clips = [rng.standard_normal(shape, dtype=np.float32) for shape in shapes]
-    with watch_sockets() as watch:
+    with watch_sockets() as watch, caplog.at_level(logging.INFO, logger="dcf.inference.backends"):
         backend = load_backend(files[flavour], "openvino", threads=1)
         answers = [backend(x) for x in clips]
+    fused = [m for m in caplog.messages if "the pyramid's poolings fused into" in m]
+    assert fused == (
+        [f"OpenVINO: the pyramid's poolings fused into 2 correlations of {files[flavour]}"]
+        if flavour == "custom"
+        else []
+    )
     for x, actual in zip(clips, answers, strict=True):  # each answer its own array, not a reused buffer
         expected = reference(x)
         assert actual.dtype == np.float32 and actual.shape == expected.shape

@@ -9,22 +9,49 @@ from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
 
 
 def correlation_model(
-    elem_type: int, kernel_size: int, temporal_range: int, rank: int = 5
+    elem_type: int,
+    kernel_size: int,
+    temporal_range: int,
+    rank: int = 5,
+    *,
+    pyramid_levels: int = 0,
+    size: tuple[int, int] | None = None,
+    ceil_mode: bool = False,
 ) -> onnx.ModelProto:
-    """One ``dcf::DCFCorrelation`` node from input ``x`` (``rank`` dynamic axes) to output ``y``."""
-    node = helper.make_node(
-        CORRELATION_OP,
-        ["x"],
-        ["y"],
-        domain=CORRELATION_DOMAIN,
-        kernel_size=kernel_size,
-        temporal_range=temporal_range,
-    )
+    """One ``dcf::DCFCorrelation`` node from input ``x`` (``rank`` dynamic axes, or height and width
+    ``size``) to output ``y``; with ``pyramid_levels``, the spatial pyramid's chain of 2x2 average
+    poolings of ``y`` as the export writes it (``dcf.models.dcf_net.pool_pyramid``), each level an
+    output too (``p1``, ``p2``, ...)."""
+    nodes = [
+        helper.make_node(
+            CORRELATION_OP,
+            ["x"],
+            ["y"],
+            domain=CORRELATION_DOMAIN,
+            kernel_size=kernel_size,
+            temporal_range=temporal_range,
+        )
+    ]
+    outputs = ["y"]
+    for level in range(1, pyramid_levels + 1):
+        nodes.append(
+            helper.make_node(
+                "AveragePool",
+                [outputs[-1]],
+                [f"p{level}"],
+                kernel_shape=[1, 2, 2],
+                strides=[1, 2, 2],
+                ceil_mode=int(ceil_mode),
+                count_include_pad=1,  # as torch.onnx writes avg_pool3d's default
+            )
+        )
+        outputs.append(f"p{level}")
+    dims: list[int | None] = [None] * rank if size is None else [None, None, None, *size]
     graph = helper.make_graph(
-        [node],
+        nodes,
         "correlation",
-        [helper.make_tensor_value_info("x", elem_type, [None] * rank)],
-        [helper.make_tensor_value_info("y", elem_type, None)],
+        [helper.make_tensor_value_info("x", elem_type, dims)],
+        [helper.make_tensor_value_info(name, elem_type, None) for name in outputs],
     )
     opsets = [helper.make_opsetid("", 18), helper.make_opsetid(CORRELATION_DOMAIN, 1)]
     return helper.make_model(graph, opset_imports=opsets)

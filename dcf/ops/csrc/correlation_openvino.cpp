@@ -9,6 +9,13 @@
 // computed in float32 and rounded once (OpenVINO's CPU plugin hands the op float32 behind
 // Converts, so this serves other callers of evaluate). Windows above the kernel's 11 run a direct
 // loop (slow, correct).
+//
+// The spatial pyramid (DESIGN.md section 2) reaches OpenVINO as AvgPool nodes on the volume. The
+// op's optional attribute `pyramid_levels` (0 from the ONNX node; set by the fusion pass in
+// dcf/export/openvino_op.py) makes it also return the volume pooled 2x2 once, twice, ... as outputs
+// 1..levels. OpenVINO's CPU plugin runs an extension op in the planar layout only, and reorders its
+// output once per consumer into the layout each consumer prefers: a volume read by a convolution
+// and by a pooling was transposed twice, the largest single cost DCF added there (issue #15).
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 
@@ -59,6 +66,28 @@ void direct(const float* x, float* y, const Shape& s) {
   });
 }
 
+// One pyramid step (dcf.models.dcf_net.pool_pyramid): each H x W plane averaged over 2x2 windows
+// to ceil(H/2) x ceil(W/2), a window cut by an odd edge averaging the values it holds (an odd
+// last row is read twice as its own pair, an odd last column is a pair of one).
+void pool_step(const float* src, float* dst, int64_t planes, int64_t H, int64_t W) {
+  const int64_t H2 = (H + 1) / 2, W2 = (W + 1) / 2, pairs = W / 2;
+  Tbb{}(planes, [&](int64_t p) {
+    const float* plane = src + p * H * W;
+    float* out = dst + p * H2 * W2;
+    for (int64_t i = 0; i < H2; ++i) {
+      const float* r0 = plane + 2 * i * W;
+      const float* r1 = 2 * i + 1 < H ? r0 + W : r0;
+      float* o = out + i * W2;
+      for (int64_t j = 0; j < pairs; ++j) o[j] = ((r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1])) * 0.25f;
+      if (W % 2) o[pairs] = (r0[W - 1] + r1[W - 1]) * 0.5f;
+    }
+  });
+}
+
+ov::Dimension halved(const ov::Dimension& d) {
+  return d.is_static() ? ov::Dimension((d.get_length() + 1) / 2) : ov::Dimension::dynamic();
+}
+
 }  // namespace
 
 namespace dcf {
@@ -68,8 +97,8 @@ class DCFCorrelation : public ov::op::Op {
   OPENVINO_OP("DCFCorrelation", "dcf");
 
   DCFCorrelation() = default;
-  DCFCorrelation(const ov::Output<ov::Node>& x, int64_t kernel_size, int64_t temporal_range)
-      : Op({x}), kernel_size_(kernel_size), temporal_range_(temporal_range) {
+  DCFCorrelation(const ov::Output<ov::Node>& x, int64_t kernel_size, int64_t temporal_range, int64_t pyramid_levels = 0)
+      : Op({x}), kernel_size_(kernel_size), temporal_range_(temporal_range), pyramid_levels_(pyramid_levels) {
     constructor_validate_and_infer_types();
   }
 
@@ -83,6 +112,9 @@ class DCFCorrelation : public ov::op::Op {
     NODE_VALIDATION_CHECK(this, temporal_range_ >= 1 && temporal_range_ <= INT_MAX / (2 * kernel_size_ * kernel_size_),
                           "temporal_range must be from 1 to ", INT_MAX / (2 * kernel_size_ * kernel_size_), ", got ",
                           temporal_range_);
+    NODE_VALIDATION_CHECK(this, pyramid_levels_ >= 0 && pyramid_levels_ <= 16, "pyramid_levels must be from 0 to 16, got ",
+                          pyramid_levels_);
+    set_output_size(size_t(1 + pyramid_levels_));
     auto shape = get_input_partial_shape(0);
     NODE_VALIDATION_CHECK(this, shape.rank().is_dynamic() || shape.rank().get_length() == 5,
                           "DCFCorrelation takes a 5-D input (N, C, T, H, W), got ", shape);
@@ -92,16 +124,21 @@ class DCFCorrelation : public ov::op::Op {
       shape[1] = kernel_size_ * kernel_size_ * 2 * temporal_range_;
     }
     set_output_type(0, element, shape);
+    for (int64_t level = 1; level <= pyramid_levels_; ++level) {
+      if (shape.rank().is_static()) shape[3] = halved(shape[3]), shape[4] = halved(shape[4]);
+      set_output_type(level, element, shape);
+    }
   }
 
   std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& inputs) const override {
     check_new_args_count(this, inputs);
-    return std::make_shared<DCFCorrelation>(inputs.at(0), kernel_size_, temporal_range_);
+    return std::make_shared<DCFCorrelation>(inputs.at(0), kernel_size_, temporal_range_, pyramid_levels_);
   }
 
   bool visit_attributes(ov::AttributeVisitor& visitor) override {
     visitor.on_attribute("kernel_size", kernel_size_);
     visitor.on_attribute("temporal_range", temporal_range_);
+    visitor.on_attribute("pyramid_levels", pyramid_levels_);
     return true;
   }
 
@@ -114,17 +151,47 @@ class DCFCorrelation : public ov::op::Op {
     const ov::Shape in = inputs[0].get_shape();
     const Shape shape{int64_t(in[0]), int64_t(in[1]), int64_t(in[2]), int64_t(in[3]), int64_t(in[4]),
                       int(kernel_size_), int(temporal_range_)};
-    outputs[0].set_shape({in[0], size_t(shape.out_channels()), in[2], in[3], in[4]});
     if (shape.C < 1) return false;
-    if (inputs[0].get_element_type() == ov::element::f32) return run(inputs[0].data<const float>(), outputs[0].data<float>(), shape);
-    // float16: through float32 buffers, converted on OpenVINO's threads
-    const size_t in_count = inputs[0].get_size(), out_count = outputs[0].get_size();
-    std::vector<float> xf(in_count), yf(out_count);
-    const auto* xh = inputs[0].data<const ov::float16>();
-    tbb::parallel_for(size_t(0), in_count, [&](size_t k) { xf[k] = float(xh[k]); });
-    if (!run(xf.data(), yf.data(), shape)) return false;
-    auto* yh = outputs[0].data<ov::float16>();
-    tbb::parallel_for(size_t(0), out_count, [&](size_t k) { yh[k] = ov::float16(yf[k]); });
+    // Each output's shape, and its float32 buffer: the output itself where it is float32.
+    std::vector<ov::Shape> shapes{{in[0], size_t(shape.out_channels()), in[2], in[3], in[4]}};
+    for (int64_t level = 1; level <= pyramid_levels_; ++level) {
+      ov::Shape pooled = shapes.back();
+      pooled[3] = (pooled[3] + 1) / 2, pooled[4] = (pooled[4] + 1) / 2;
+      shapes.push_back(pooled);
+    }
+    const bool f32 = inputs[0].get_element_type() == ov::element::f32;
+    std::vector<std::vector<float>> owned(f32 ? 0 : shapes.size());
+    std::vector<float*> y(shapes.size());
+    for (size_t k = 0; k < shapes.size(); ++k) {
+      outputs[k].set_shape(shapes[k]);
+      if (f32) {
+        y[k] = outputs[k].data<float>();
+      } else {
+        owned[k].resize(ov::shape_size(shapes[k]));
+        y[k] = owned[k].data();
+      }
+    }
+    std::vector<float> xf;  // float16: the input converted on OpenVINO's threads
+    const float* x = f32 ? inputs[0].data<const float>() : nullptr;
+    if (!f32) {
+      const size_t count = inputs[0].get_size();
+      xf.resize(count);
+      const auto* xh = inputs[0].data<const ov::float16>();
+      tbb::parallel_for(size_t(0), count, [&](size_t k) { xf[k] = float(xh[k]); });
+      x = xf.data();
+    }
+    if (!run(x, y[0], shape)) return false;
+    for (size_t k = 1; k < shapes.size(); ++k) {
+      const ov::Shape& from = shapes[k - 1];
+      tbb::this_task_arena::isolate(
+          [&] { pool_step(y[k - 1], y[k], int64_t(from[0] * from[1] * from[2]), int64_t(from[3]), int64_t(from[4])); });
+    }
+    if (!f32) {
+      for (size_t k = 0; k < shapes.size(); ++k) {
+        auto* yh = outputs[k].data<ov::float16>();
+        tbb::parallel_for(size_t(0), owned[k].size(), [&](size_t e) { yh[e] = ov::float16(owned[k][e]); });
+      }
+    }
     return true;
   }
 
@@ -141,6 +208,7 @@ class DCFCorrelation : public ov::op::Op {
 
   int64_t kernel_size_ = 5;
   int64_t temporal_range_ = 2;
+  int64_t pyramid_levels_ = 0;
 };
 
 }  // namespace dcf
@@ -149,4 +217,5 @@ OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>(
     {std::make_shared<ov::OpExtension<dcf::DCFCorrelation>>(),
      std::make_shared<ov::frontend::onnx::OpExtension<dcf::DCFCorrelation>>(
          "DCFCorrelation", "dcf",
-         std::map<std::string, std::string>{{"kernel_size", "kernel_size"}, {"temporal_range", "temporal_range"}})}));
+         std::map<std::string, std::string>{{"kernel_size", "kernel_size"}, {"temporal_range", "temporal_range"}},
+         std::map<std::string, ov::Any>{{"pyramid_levels", int64_t(0)}})}));
