@@ -223,6 +223,7 @@ def openvino_core(custom_nodes: bool = True) -> openvino.Core:
     if extension is not None:
         try:
             core.add_extension(str(extension))
+            _node_factory(str(extension))  # the library stays loaded while nodes may outlive the Core
             return core
         except RuntimeError as exc:  # e.g. a cached build this process's libstdc++ cannot load
             log.warning("dcf: %s: %s does not load: %s", _FALLBACK, extension, exc)
@@ -240,9 +241,15 @@ def fuse_pyramid(model: openvino.Model) -> int:
     dilation, and either an even height and width known from the graph (rounding and pad counting
     do not matter there) or rounding up with a cut window averaging the values it holds (the
     export's odd sizes)."""
+    extension = compiled_extension()
     fused = 0
     for node in model.get_ordered_ops():
-        if node.get_type_name() != CORRELATION_OP or node.get_type_info().version_id != CORRELATION_DOMAIN:
+        if (
+            extension is None
+            or node.get_type_name() != CORRELATION_OP
+            or node.get_type_info().version_id != CORRELATION_DOMAIN
+            or node.get_attributes()["pyramid_levels"]  # fused already
+        ):
             continue
         levels: list[list[Any]] = []  # the AvgPool nodes of each level
         outputs = [node.output(0)]
@@ -257,8 +264,7 @@ def fuse_pyramid(model: openvino.Model) -> int:
         if not levels:
             continue
         attributes = {**node.get_attributes(), "pyramid_levels": len(levels)}
-        factory = _node_factory(str(compiled_extension()))
-        replacement = factory.create(CORRELATION_OP, [node.input_value(0)], attributes)
+        replacement = _node_factory(str(extension)).create(CORRELATION_OP, [node.input_value(0)], attributes)
         replacement.set_friendly_name(node.get_friendly_name())
         node.output(0).replace(replacement.output(0))
         for level, pools in enumerate(levels, start=1):
@@ -299,8 +305,9 @@ _NO_PADDING = ("explicit", "notset", "valid")
 
 @functools.cache
 def _node_factory(extension: str) -> NodeFactory:
-    """A factory of the C++ extension's operations. Kept for the process: the nodes it makes run
-    code from the library it loaded."""
+    """A factory of the C++ extension's operations, kept for the process: it keeps the library
+    loaded, whose code every node of its operation runs, also those a Core made (a node that
+    outlived its Core crashed the interpreter at exit)."""
     factory = NodeFactory()
     factory.add_extension(extension)
     return factory

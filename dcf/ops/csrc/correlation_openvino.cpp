@@ -84,8 +84,11 @@ void pool_step(const float* src, float* dst, int64_t planes, int64_t H, int64_t 
   });
 }
 
+// ceil(d / 2), bounds kept (an unbounded maximum, -1, stays unbounded).
 ov::Dimension halved(const ov::Dimension& d) {
-  return d.is_static() ? ov::Dimension((d.get_length() + 1) / 2) : ov::Dimension::dynamic();
+  if (d.is_static()) return ov::Dimension((d.get_length() + 1) / 2);
+  const int64_t min = d.get_min_length(), max = d.get_max_length();
+  return ov::Dimension((min + 1) / 2, max < 0 ? -1 : (max + 1) / 2);
 }
 
 }  // namespace
@@ -151,7 +154,7 @@ class DCFCorrelation : public ov::op::Op {
     const ov::Shape in = inputs[0].get_shape();
     const Shape shape{int64_t(in[0]), int64_t(in[1]), int64_t(in[2]), int64_t(in[3]), int64_t(in[4]),
                       int(kernel_size_), int(temporal_range_)};
-    if (shape.C < 1) return false;
+    if (shape.C < 1 || outputs.size() != size_t(1 + pyramid_levels_)) return false;
     // Each output's shape, and its float32 buffer: the output itself where it is float32.
     std::vector<ov::Shape> shapes{{in[0], size_t(shape.out_channels()), in[2], in[3], in[4]}};
     for (int64_t level = 1; level <= pyramid_levels_; ++level) {
