@@ -242,11 +242,12 @@ def fuse_pyramid(model: openvino.Model) -> int:
     do not matter there) or rounding up with a cut window averaging the values it holds (the
     export's odd sizes)."""
     extension = compiled_extension()
+    if extension is None:
+        return 0
     fused = 0
     for node in model.get_ordered_ops():
         if (
-            extension is None
-            or node.get_type_name() != CORRELATION_OP
+            node.get_type_name() != CORRELATION_OP
             or node.get_type_info().version_id != CORRELATION_DOMAIN
             or node.get_attributes()["pyramid_levels"]  # fused already
         ):

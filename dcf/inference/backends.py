@@ -307,9 +307,10 @@ class OpenVINOBackend:
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OPENVINO_PRECISIONS[precision]}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        core = openvino_core(custom_nodes=metadata.flavour == "custom")
+        custom_nodes = metadata.flavour == "custom"
+        core = openvino_core(custom_nodes=custom_nodes)
         model = core.read_model(source)
-        if metadata.flavour == "custom" and (fused := fuse_pyramid(model)):
+        if custom_nodes and (fused := fuse_pyramid(model)):
             log.info(
                 "OpenVINO: the pyramid's poolings fused into %d correlations of %s", fused, shown or source
             )
