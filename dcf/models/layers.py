@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+import torch
 from torch import Tensor, nn
 
 from dcf.ops import correlation
@@ -94,6 +95,9 @@ class DCFBlock(nn.Module):
         self.act1 = activation()
         self.correlation = Correlation(kernel_size, temporal_range)
         self.conv2 = nn.Conv3d(self.correlation.out_channels + pyramid_channels, channels, 1, bias=False)
+        # How conv2 reads [S, *pyramid] (:meth:`_conv2`): one convolution of the concatenation where
+        # it is no wider than conv2's output (R(2+1)D-50: 200 channels into 512); else one per volume.
+        self.concatenate_volumes = self.conv2.in_channels <= channels
         self.bn2 = norm_layer(channels)
         self.act2 = activation()
         self.apply(init_weights)
@@ -106,11 +110,20 @@ class DCFBlock(nn.Module):
         return self.act2(features + self.bn2(self._conv2([volume, *pyramid]))), volume
 
     def _conv2(self, parts: list[Tensor]) -> Tensor:
-        """``conv2`` of the channel concatenation of ``parts``, computed as the sum of one 1x1x1
-        convolution per part with its slice of the weight: the same values, without copying every
-        volume into a concatenation (in PyTorch and in each runtime the export runs in)."""
+        """``conv2`` of the channel concatenation of ``parts``, in the cheaper of two forms of the
+        same values (the same in PyTorch and in each runtime the export runs in):
+
+        * where the concatenation is no wider than the output (``concatenate_volumes``; R(2+1)D-50,
+          200 or 250 volume channels into 512 or 1024), one convolution of it: copying the narrow
+          volumes costs less than summing wide outputs, and one long matrix product runs faster
+          than several short ones;
+        * else (X3D, 200 or 250 volume channels into 48 or 96) one 1x1x1 convolution per part with
+          its slice of the weight, summed: the volumes are never copied, and the sums are narrow.
+        """
         if len(parts) == 1:
             return self.conv2(parts[0])
+        if self.concatenate_volumes:
+            return self.conv2(torch.cat(parts, dim=1))
         weights = self.conv2.weight.split([part.shape[1] for part in parts], dim=1)
         out = nn.functional.conv3d(parts[0], weights[0])
         for part, weight in zip(parts[1:], weights[1:], strict=True):

@@ -63,24 +63,38 @@ def test_one_custom_node_per_correlation(exported) -> None:
     onnx.checker.check_model(proto, full_check=True)
 
 
-def _convolution_weights_are_initializers(proto: onnx.ModelProto) -> None:
-    # The DCF block's conv2 runs as one convolution per input volume (no concatenation of the
-    # volumes); its weight parts are folded to initializers, as TensorRT wants convolution weights.
+def _convolution_weights_are_initializers(proto: onnx.ModelProto, model: torch.nn.Module) -> None:
+    # Each DCF block's conv2 reads [S, *pyramid] in the form the block chose
+    # (DCFBlock._conv2): one convolution of a channel concatenation where that is no wider than the
+    # output, else one convolution per volume, whose weight parts the export folds to initializers
+    # (TensorRT wants constant convolution weights).
     initializers = {tensor.name for tensor in proto.graph.initializer}
     convs = [node for node in proto.graph.node if node.op_type == "Conv"]
     assert convs and all(node.input[1] in initializers for node in convs)
     assert not [node for node in proto.graph.node if node.op_type == "Split"]
-    channel_concats = [  # (shape arithmetic concatenates along axis 0; volumes would along 1)
+    channel_concats = [  # (shape arithmetic concatenates along axis 0; volumes do along 1)
         node
         for node in proto.graph.node
         if node.op_type == "Concat" and any(a.name == "axis" and a.i == 1 for a in node.attribute)
     ]
-    assert not channel_concats
+    blocks = list(model.blocks.values())[1:]  # the first block has no pyramid: one volume
+    assert len(channel_concats) == sum(block.concatenate_volumes for block in blocks)
+    consumers = {name: node for node in proto.graph.node for name in node.input}
+    assert all(consumers[concat.output[0]].op_type == "Conv" for concat in channel_concats)
 
 
 def test_convolution_weights_are_initializers(exported) -> None:
     # (The custom flavour: the portable correlation is itself built with Concat.)
-    _convolution_weights_are_initializers(onnx.load(str(exported[1]["custom"])))
+    model, paths = exported
+    _convolution_weights_are_initializers(onnx.load(str(paths["custom"])), model)
+
+
+def test_the_volumes_are_concatenated_only_where_narrower_than_the_output() -> None:
+    forms = {
+        name: [block.concatenate_volumes for block in build_model(name, num_classes=3).blocks.values()]
+        for name in ("x3d_s_dcf", "r2plus1d_r50_dcf")
+    }
+    assert forms == {"x3d_s_dcf": [False] * 3, "r2plus1d_r50_dcf": [True] * 3}
 
 
 class _DirectCall(torch.nn.Module):
@@ -206,7 +220,7 @@ def test_fp16_export_with_the_custom_node(tmp_path: Path) -> None:
         n for n in onnx.load(str(tmp_path / "fp16.custom.onnx")).graph.node if n.domain == CORRELATION_DOMAIN
     ]
     assert [n.name for n in nodes] == [f"blocks.stage{s}.correlation" for s in model.config.stages]
-    _convolution_weights_are_initializers(onnx.load(str(tmp_path / "fp16.custom.onnx")))
+    _convolution_weights_are_initializers(onnx.load(str(tmp_path / "fp16.custom.onnx")), model)
 
 
 def test_export_needs_a_checkpoint_model(tmp_path: Path) -> None:
