@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -87,6 +88,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument(
+        "--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="backbones to time"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_runtimes.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -97,7 +101,8 @@ def main() -> None:
     errors: list[str] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for base, (frames, size) in MODELS.items():
+        for base in args.models:
+            frames, size = MODELS[base]
             files = {name: _files(name, frames, size, tmp) for name in (base, f"{base}_dcf")}
             backends: dict[tuple[str, str], Backend] = {
                 (run, name): load_backend(
@@ -140,7 +145,7 @@ def main() -> None:
     lines = [
         "# CPU runtimes: PyTorch eager, ONNX Runtime, OpenVINO, with and without DCF",
         "",
-        f"`python -m bench.cpu_runtimes --threads {args.threads} --rounds {args.rounds}`, {datetime.date.today()}. "
+        f"`python -m bench.cpu_runtimes {' '.join(sys.argv[1:])}`, {datetime.date.today()}. "
         f"{args.threads} threads in every runtime, float32, 400 classes, random input; each runtime in its own phase, "
         "its backbone and DCF models alternating call by call; median (quartiles) of the rounds in ms; the "
         "ratio is DCF / backbone per round.",
