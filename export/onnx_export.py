@@ -132,9 +132,9 @@ def _tidy(model: onnx.ModelProto, root: str = "") -> None:
 
 def _fold_weight_splits(model: onnx.ModelProto) -> None:
     """Replaces each ``Split`` of an initializer by the initializers of its parts: the DCF block's
-    ``conv2`` weight, split per input volume (:meth:`dcf.models.layers.DCFBlock._conv2`), above the
-    size the exporter's constant folding takes. Every runtime then sees plain convolution weights
-    (TensorRT wants constant ones)."""
+    ``conv2`` weight, split per input volume where the block sums one convolution per volume
+    (:meth:`dcf.models.layers.DCFBlock._conv2`), above the size the exporter's constant folding
+    takes. Every runtime then sees plain convolution weights (TensorRT wants constant ones)."""
     graph = model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     folded = []
