@@ -116,6 +116,7 @@ def running_cluster() -> Iterator[tuple[str, dict[str, str]]]:
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the teardown can end all of it
         )
     try:
         deadline = time.monotonic() + 60
@@ -128,6 +129,9 @@ def running_cluster() -> Iterator[tuple[str, dict[str, str]]]:
         head.send_signal(signal.SIGINT)  # as Ctrl-C: it stops the processes it started
         try:
             head.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # a loaded machine: Ray's shutdown outlasted a minute
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
         finally:
             shutil.rmtree(temp, ignore_errors=True)
 
