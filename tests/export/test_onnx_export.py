@@ -77,8 +77,10 @@ def _convolution_weights_are_initializers(proto: onnx.ModelProto, model: torch.n
         for node in proto.graph.node
         if node.op_type == "Concat" and any(a.name == "axis" and a.i == 1 for a in node.attribute)
     ]
-    blocks = list(model.blocks.values())[1:]  # the first block has no pyramid: one volume
-    assert len(channel_concats) == sum(block.concatenate_volumes for block in blocks)
+    with_pyramid = [  # blocks whose conv2 reads more than their own volume
+        block for block in model.blocks.values() if block.conv2.in_channels > block.correlation.out_channels
+    ]
+    assert len(channel_concats) == sum(block.concatenate_volumes for block in with_pyramid)
     consumers = {name: node for node in proto.graph.node for name in node.input}
     assert all(consumers[concat.output[0]].op_type == "Conv" for concat in channel_concats)
 
@@ -87,6 +89,8 @@ def test_convolution_weights_are_initializers(exported) -> None:
     # (The custom flavour: the portable correlation is itself built with Concat.)
     model, paths = exported
     _convolution_weights_are_initializers(onnx.load(str(paths["custom"])), model)
+    if model.backbone.dcf_reduction == 4:  # the tiny R(2+1)D: both forms, so parity covers both
+        assert [block.concatenate_volumes for block in model.blocks.values()] == [True, False, True]
 
 
 def test_the_volumes_are_concatenated_only_where_narrower_than_the_output() -> None:

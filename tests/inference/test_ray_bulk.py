@@ -3,6 +3,7 @@ single-machine run, and every socket of the cluster on loopback, as ``ss`` sees 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -133,6 +134,8 @@ def running_cluster() -> Iterator[tuple[str, dict[str, str]]]:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=30)
         finally:
+            with contextlib.suppress(ProcessLookupError):  # whatever of the group is left
+                os.killpg(head.pid, signal.SIGKILL)
             shutil.rmtree(temp, ignore_errors=True)
 
 

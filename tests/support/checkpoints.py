@@ -15,7 +15,9 @@ from dcf.data.spec import InputSpec
 TINY = {
     "x3d_xs": {"widths": [8, 16, 24, 32], "stem_width": 8, "head_width": 64},
     "x3d_xs_dcf": {"widths": [8, 16, 24, 32], "stem_width": 8, "head_width": 64},
-    "r2plus1d_r50_dcf": {"depths": [1, 1, 1, 1], "widths": [8, 8, 16, 16], "stem_width": 8},
+    # Wide enough that its DCF blocks take both forms of conv2 (DCFBlock._conv2): stage outputs of
+    # 128, 128 and 256 channels against volumes of 100, 200 and 250 concatenate, sum, concatenate.
+    "r2plus1d_r50_dcf": {"depths": [1, 1, 1, 1], "widths": [32, 32, 64, 64], "stem_width": 8},
 }
 
 
