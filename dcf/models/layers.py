@@ -95,11 +95,6 @@ class DCFBlock(nn.Module):
         self.act1 = activation()
         self.correlation = Correlation(kernel_size, temporal_range)
         self.conv2 = nn.Conv3d(self.correlation.out_channels + pyramid_channels, channels, 1, bias=False)
-        # How conv2 reads [S, *pyramid] (:meth:`_conv2`): one convolution of the concatenation where
-        # it is no wider than conv2's output (R(2+1)D-50: 200 channels into 512); else one per volume.
-        # Chosen by CPU inference measurements; it holds for training and GPUs too (where training
-        # keeps the concatenation for the backward pass: activation memory of the volumes' size).
-        self.concatenate_volumes = self.conv2.in_channels <= channels
         self.bn2 = norm_layer(channels)
         self.act2 = activation()
         self.apply(init_weights)
@@ -110,6 +105,14 @@ class DCFBlock(nn.Module):
         x = self.act1(self.bn1(self.conv1(features)))  # (N, C/r, T, H, W)
         volume = self.correlation(x)  # (N, K*K*2L, T, H, W)
         return self.act2(features + self.bn2(self._conv2([volume, *pyramid]))), volume
+
+    @property
+    def concatenate_volumes(self) -> bool:
+        """How conv2 reads [S, *pyramid] (:meth:`_conv2`): one convolution of the concatenation where
+        it is no wider than conv2's output (R(2+1)D-50: 200 channels into 512), else one per volume.
+        Chosen by CPU inference measurements; it holds for training and GPUs too (where training
+        keeps the concatenation for the backward pass: activation memory of the volumes' size)."""
+        return self.conv2.in_channels <= self.conv2.out_channels
 
     def _conv2(self, parts: list[Tensor]) -> Tensor:
         """``conv2`` of the channel concatenation of ``parts``, in the cheaper of two forms of the

@@ -75,13 +75,16 @@ def test_gradients_reach_every_parameter(name: str) -> None:
     assert missing == []
 
 
-@pytest.mark.parametrize("concatenate", [False, True])
-def test_both_forms_of_conv2_compute_the_convolution_of_the_concatenation(concatenate: bool) -> None:
-    # DCFBlock._conv2 reads [S, *pyramid] as one convolution of the concatenation or as one per
-    # volume, summed: either is the convolution of the concatenation (float64 reference).
+@pytest.mark.parametrize(("channels", "concatenate"), [(32, False), (256, True)])
+def test_both_forms_of_conv2_compute_the_convolution_of_the_concatenation(
+    channels: int, concatenate: bool
+) -> None:
+    # DCFBlock._conv2 reads [S, *pyramid] (200 channels) as one convolution of the concatenation
+    # (output no narrower) or as one per volume, summed (narrower output): either is the
+    # convolution of the concatenation (float64 reference).
     torch.manual_seed(0)
-    block = DCFBlock(32, 8, temporal_range=1, pyramid_channels=50 + 100).double()
-    block.concatenate_volumes = concatenate
+    block = DCFBlock(channels, 8, temporal_range=1, pyramid_channels=50 + 100).double()
+    assert block.concatenate_volumes is concatenate
     parts = [torch.randn(2, c, 3, 5, 7, dtype=torch.float64) for c in (50, 50, 100)]
     expected = nn.functional.conv3d(torch.cat(parts, dim=1), block.conv2.weight)
     torch.testing.assert_close(block._conv2(parts), expected, rtol=1e-12, atol=1e-12)
