@@ -1,8 +1,13 @@
-"""Correlation op on CPU: the compiled kernel vs the naive loop, forward and backward.
+"""Correlation op on CPU: the compiled kernel vs the naive loop, forward and backward; and the
+spatial pyramid's pooling: the compiled step vs PyTorch's ``avg_pool3d``.
 
 The naive loop is ``dcf.ops.correlation_reference``: 2L*K*K shifted multiply-and-sum passes in
 plain PyTorch. Shapes are the stage-2 inputs of the paper's networks (K=5, L=2):
 X3D-S 13x160^2 -> (1, 12, 13, 40, 40); R(2+1)D-50 8x224^2 -> (1, 64, 8, 56, 56).
+
+The pyramid table times, per network and batch, the poolings one inference runs (the volumes a
+DCF network's ``pool_pyramid`` meets, taken from the network at its crop), each way, and the
+memory traffic they need (each volume read once, its pooled quarter written once) as GB/s.
 
     python bench/correlation_cpu.py            # writes bench/results/correlation_cpu.md
 """
@@ -11,11 +16,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from bench.common import machine_description, median_times, write_results
+from dcf.models import DCFNet, build_model
+from dcf.models.dcf_net import pool_pyramid
 from dcf.ops import _cpu_kernel, correlation, correlation_reference
 
 SHAPES = {
@@ -40,6 +49,40 @@ def _forward_backward_times(x: torch.Tensor, rounds: int) -> dict[str, float]:
         },
         rounds,
     )
+
+
+# The networks whose pyramids are timed, at their crops (frames, size).
+PYRAMIDS = {"x3d_s_dcf": (13, 160), "r2plus1d_r50_dcf": (8, 224)}
+
+
+def _pooled_volumes(name: str, frames: int, size: int) -> list[torch.Tensor]:
+    """The volumes ``pool_pyramid`` pools in one inference of ``name`` at batch 1, in order."""
+    model = build_model(name, num_classes=400).eval()
+    assert isinstance(model, DCFNet)
+    with torch.inference_mode():
+        _, volumes = model.forward_with_volumes(torch.randn(1, 3, frames, size, size))
+    out: list[torch.Tensor] = []
+    pyramid: list[torch.Tensor] = []  # as DCFNet._run: pooled at every stride-2 stage in between
+    for number in sorted(volumes):
+        size_now = volumes[number].shape[-2:]
+        while pyramid and pyramid[0].shape[-2:] != size_now:
+            out.extend(pyramid)
+            pyramid = [pool_pyramid(v) for v in pyramid]
+        pyramid.append(volumes[number])
+    return [v.clone() for v in out]
+
+
+def _pyramid_times(volumes: list[torch.Tensor], rounds: int) -> dict[str, float]:
+    def pools(step: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], list[torch.Tensor]]:
+        return lambda: [step(v) for v in volumes]
+
+    def avg_pool3d(v: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool3d(v, (1, 2, 2), (1, 2, 2), ceil_mode=bool(v.shape[-1] % 2 or v.shape[-2] % 2))
+
+    with torch.inference_mode():
+        return median_times(
+            {"avg_pool3d": pools(avg_pool3d), "kernel": pools(_cpu_kernel.pyramid_step)}, rounds
+        )
 
 
 def main() -> None:
@@ -69,6 +112,21 @@ def main() -> None:
             f"fast {bwd['fast'] * 1e3:.2f} ms ({bwd['naive'] / bwd['fast']:.1f}x)"
         )
 
+    pyramid_rows = []
+    for name, (frames, size) in PYRAMIDS.items():
+        volumes = _pooled_volumes(name, frames, size)
+        for batch in (1, 8):
+            batched = [v.expand(batch, *v.shape[1:]).contiguous() for v in volumes]
+            times = _pyramid_times(batched, args.rounds)
+            traffic = sum(
+                v.nelement() * v.element_size() * 5 / 4 for v in batched
+            )  # read + a quarter written
+            pyramid_rows.append((name, batch, [list(v.shape) for v in volumes], times, traffic))
+            print(
+                f"{name} pyramid, batch {batch}: avg_pool3d {times['avg_pool3d'] * 1e3:.2f} ms, "
+                f"kernel {times['kernel'] * 1e3:.2f} ms"
+            )
+
     lines = [
         "# Correlation op on CPU: compiled kernel vs naive loop",
         "",
@@ -89,6 +147,26 @@ def main() -> None:
             f"| {label} `{list(shape)}` | {fwd['naive'] * 1e3:.2f} | {fwd['fast'] * 1e3:.2f} "
             f"| {fwd['naive'] / fwd['fast']:.1f}x | {bwd['naive'] * 1e3:.2f} | {bwd['fast'] * 1e3:.2f} "
             f"| {bwd['naive'] / bwd['fast']:.1f}x | {(bwd['fast'] - fwd['fast']) / fwd['fast']:.1f}x |"
+        )
+    lines += [
+        "",
+        "## The spatial pyramid's pooling: compiled step vs avg_pool3d",
+        "",
+        "The 2x2 average poolings one inference of each network runs (`pool_pyramid`: the volumes listed, "
+        "at batch 1 and at batch 8), float32, through PyTorch's `avg_pool3d` and through the compiled step "
+        "(`_cpu_kernel.pyramid_step`, what `pool_pyramid` runs at inference on the CPU); per-inference median "
+        f"over {args.rounds} alternating blocks of 5. GB/s: the bytes each volume must move (read once, its "
+        "quarter written once) over the time.",
+        "",
+        "| network (volumes pooled at batch 1) | batch | avg_pool3d (ms) | kernel (ms) | speed-up "
+        "| avg_pool3d GB/s | kernel GB/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, batch, shapes, times, traffic in pyramid_rows:
+        lines.append(
+            f"| {name} `{shapes}` | {batch} | {times['avg_pool3d'] * 1e3:.2f} | {times['kernel'] * 1e3:.2f} "
+            f"| {times['avg_pool3d'] / times['kernel']:.1f}x | {traffic / times['avg_pool3d'] / 1e9:.1f} "
+            f"| {traffic / times['kernel'] / 1e9:.1f} |"
         )
     write_results(args.out, lines)
 

@@ -17,7 +17,6 @@ import torch
 from onnx import TensorProto
 
 from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
-from dcf.models.dcf_net import pool_pyramid
 from dcf.ops.reference import correlation_reference
 from tests.support.onnx_graphs import correlation_model
 
@@ -94,16 +93,14 @@ def test_the_extensions_float16_evaluate_is_float32_rounded_once(tmp_path: Path)
 
 
 def pyramid_reference(
-    x: np.ndarray, kernel_size: int, temporal_range: int, levels: int, ceil_mode: bool | None = None
+    x: np.ndarray, kernel_size: int, temporal_range: int, levels: int, ceil_mode: bool = True
 ) -> list[np.ndarray]:
-    """The volume and its pyramid levels in float64, through the model's own pooling
-    (``pool_pyramid``), or ``avg_pool3d`` with the ``ceil_mode`` given."""
+    """The volume and its pyramid levels in float64, pooled by PyTorch's ``avg_pool3d``: rounding
+    up is ``pool_pyramid``'s meaning (whose CPU path runs the same compiled step as the extension,
+    so it is no independent reference)."""
     out = [correlation_reference(torch.from_numpy(x).double(), kernel_size, temporal_range)]
     for _ in range(levels):
-        if ceil_mode is None:
-            out.append(pool_pyramid(out[-1]))
-        else:
-            out.append(torch.nn.functional.avg_pool3d(out[-1], (1, 2, 2), (1, 2, 2), ceil_mode=ceil_mode))
+        out.append(torch.nn.functional.avg_pool3d(out[-1], (1, 2, 2), (1, 2, 2), ceil_mode=ceil_mode))
     return [volume.numpy() for volume in out]
 
 
@@ -122,8 +119,8 @@ def test_the_pyramid_fuses_into_the_extension_and_matches_the_models_pooling(
     tmp_path: Path, size: tuple[int, int] | None, ceil_mode: bool, fuses: bool
 ) -> None:
     """Two pooling levels become outputs 1 and 2 of the C++ operation: no AvgPool is left in the
-    graph OpenVINO compiles, and every output matches the reference volume pooled by
-    ``pool_pyramid``, at a batch of two and on two threads. Poolings of another meaning are left
+    graph OpenVINO compiles, and every output matches the reference volume pooled with
+    ``pool_pyramid``'s meaning, at a batch of two and on two threads. Poolings of another meaning are left
     to OpenVINO, and a second pass fuses nothing more."""
     path = tmp_path / "pyramid.onnx"
     onnx.save(
@@ -144,7 +141,7 @@ def test_the_pyramid_fuses_into_the_extension_and_matches_the_models_pooling(
     assert layers.count("Pooling") == (0 if fuses else 2) and layers.count("Reference") == 1, layers
     x = np.random.default_rng(9).standard_normal((2, 6, 4, *(size or (8, 12))), dtype=np.float32)
     outputs = compiled.create_infer_request().infer({"x": x}).to_tuple()
-    expected = pyramid_reference(x, 5, 2, 2, None if fuses else ceil_mode)
+    expected = pyramid_reference(x, 5, 2, 2, fuses or ceil_mode)
     for actual, reference in zip(outputs, expected, strict=True):
         assert actual.shape == reference.shape
         np.testing.assert_allclose(actual, reference, rtol=0, atol=1e-5 * np.abs(reference).max())

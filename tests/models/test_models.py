@@ -8,9 +8,11 @@ from torch import nn
 
 import dcf
 from dcf.models import DCFConfig, DCFNet, count_macs, count_parameters, get_model_entry
+from dcf.models.dcf_net import pool_pyramid
 from dcf.models.layers import DCFBlock
 from dcf.models.registry import register_model
 from dcf.models.zoo import PAPER_TABLE3
+from dcf.ops import _cpu_kernel
 
 ALL_NAMES = [
     "r2plus1d_r101",
@@ -58,6 +60,48 @@ def test_pyramid_handles_odd_sizes(size: int) -> None:
     model = dcf.build_model("x3d_xs_dcf", num_classes=3).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 3, size, size)).shape == (1, 3)
+
+
+@pytest.mark.skipif(not _cpu_kernel.available(), reason="the compiled CPU kernel is not built")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (2, 100, 3, 40, 40),
+        (1, 6, 2, 7, 9),
+        (1, 3, 2, 13, 5),
+        (2, 4, 1, 3, 2),
+        (1, 2, 2, 2, 7),
+        (0, 4, 2, 6, 6),
+    ],
+)
+def test_pyramid_step_on_the_compiled_kernel_is_avg_pool3d_rounding_up(
+    shape: tuple[int, ...], dtype: torch.dtype
+) -> None:
+    # At inference on the CPU, pool_pyramid runs the compiled step; its meaning is PyTorch's
+    # avg_pool3d rounding up (a cut window averages what it holds), to float rounding: the kernel
+    # sums a window's rows first (written tolerance: 2 ulp of the largest value).
+    volume = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(3)) * 10
+    expected = nn.functional.avg_pool3d(volume, (1, 2, 2), (1, 2, 2), ceil_mode=True)
+    with torch.inference_mode():
+        assert _cpu_kernel.pools(volume)
+        actual = pool_pyramid(volume)
+    eps = torch.finfo(dtype).eps
+    scale = float(volume.abs().amax()) if volume.numel() else 1.0
+    torch.testing.assert_close(actual, expected, rtol=2 * eps, atol=2 * eps * scale)
+
+
+def test_pyramid_step_keeps_avg_pool3d_where_gradients_or_tracers_need_it() -> None:
+    # Training (a volume that requires grad), half precision and the exporters'
+    # fake tensors take avg_pool3d; the gradient is avg_pool3d's.
+    volume = torch.randn(1, 4, 2, 6, 6, requires_grad=True)
+    assert not _cpu_kernel.pools(volume)
+    pool_pyramid(volume).sum().backward()
+    assert volume.grad is not None
+    torch.testing.assert_close(volume.grad, torch.full_like(volume, 0.25))
+    assert not _cpu_kernel.pools(volume.detach().half())
+    with torch._subclasses.FakeTensorMode():
+        assert not _cpu_kernel.pools(torch.empty(1, 4, 2, 6, 6))
 
 
 @pytest.mark.parametrize("name", ["x3d_xs_dcf", "r2plus1d_r50_dcf"])

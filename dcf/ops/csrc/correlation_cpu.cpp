@@ -6,7 +6,7 @@
 
 namespace {
 
-constexpr int kAbiVersion = 6;
+constexpr int kAbiVersion = 7;
 
 // Runs body(item) for item in [0, count) on `threads` OpenMP threads. Built with -fopenmp and
 // loaded after PyTorch, the library shares PyTorch's OpenMP runtime (same soname), so its threads
@@ -36,7 +36,8 @@ DCF_EXPORT int64_t dcf_correlation_scratch_bytes() {
                  sizeof(double) * (f64[0].capacity() + f64[1].capacity()));
 }
 
-// All entry points return 0 on success, 2 for invalid arguments (K must be odd and <= 11),
+// All entry points return 0 on success, 2 for invalid arguments (K must be odd and <= 11; sizes
+// not negative),
 // 3 if the scratch buffer could not be allocated, 4 for any other failure.
 DCF_EXPORT int dcf_correlation_forward_f32(const float* x, float* y, int64_t N, int64_t C, int64_t T,
                                            int64_t H, int64_t W, int K, int L, int threads) {
@@ -59,4 +60,15 @@ DCF_EXPORT int dcf_correlation_backward_f64(const double* grad_y, const double* 
   return guarded([&] {
     return backward<double>(grad_y, x, grad_x, Shape{N, C, T, H, W, K, L}, OpenMP{threads}, backward_rows_f64);
   });
+}
+
+// One step of the spatial pyramid: x (planes, H, W) -> y (planes, ceil(H/2), ceil(W/2)), the 2x2
+// average of dcf.models.dcf_net.pool_pyramid (pyramid_step).
+DCF_EXPORT int dcf_pyramid_step_f32(const float* x, float* y, int64_t planes, int64_t H, int64_t W, int threads) {
+  if (planes < 0 || H < 0 || W < 0) return 2;
+  return guarded([&] { return pyramid_step<float>(x, y, planes, H, W, OpenMP{threads}), 0; });
+}
+DCF_EXPORT int dcf_pyramid_step_f64(const double* x, double* y, int64_t planes, int64_t H, int64_t W, int threads) {
+  if (planes < 0 || H < 0 || W < 0) return 2;
+  return guarded([&] { return pyramid_step<double>(x, y, planes, H, W, OpenMP{threads}), 0; });
 }

@@ -464,6 +464,27 @@ int backward(const T* g, const T* x, T* gx, const Shape& s, const Parallel& para
   return 0;
 }
 
+// One step of the spatial pyramid (DESIGN.md section 2; dcf.models.dcf_net.pool_pyramid): each
+// H x W plane of `planes` averaged over 2x2 windows to ceil(H/2) x ceil(W/2), a window cut by an
+// odd edge averaging the values it holds (an odd last row is its own pair, an odd last column a
+// pair of one). Memory-bound: one pass over the volume, a plane per work item, the row pair summed
+// first so the compiler vectorises the sum.
+template <class T, class Parallel>
+void pyramid_step(const T* src, T* dst, int64_t planes, int64_t H, int64_t W, const Parallel& parallel_for) {
+  const int64_t H2 = (H + 1) / 2, W2 = (W + 1) / 2, pairs = W / 2;
+  parallel_for(planes, [&](int64_t p) {
+    const T* plane = src + p * H * W;
+    T* out = dst + p * H2 * W2;
+    for (int64_t i = 0; i < H2; ++i) {
+      const T* __restrict r0 = plane + 2 * i * W;
+      const T* __restrict r1 = 2 * i + 1 < H ? r0 + W : r0;
+      T* __restrict o = out + i * W2;
+      for (int64_t j = 0; j < pairs; ++j) o[j] = ((r0[2 * j] + r1[2 * j]) + (r0[2 * j + 1] + r1[2 * j + 1])) * T(0.25);
+      if (W % 2) o[pairs] = (r0[W - 1] + r1[W - 1]) * T(0.5);
+    }
+  });
+}
+
 // No exception crosses the C boundary: allocation failure becomes status 3.
 template <class F>
 int guarded(const F& f) {

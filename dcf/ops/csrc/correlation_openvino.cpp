@@ -66,24 +66,6 @@ void direct(const float* x, float* y, const Shape& s) {
   });
 }
 
-// One pyramid step (dcf.models.dcf_net.pool_pyramid): each H x W plane averaged over 2x2 windows
-// to ceil(H/2) x ceil(W/2), a window cut by an odd edge averaging the values it holds (an odd
-// last row is read twice as its own pair, an odd last column is a pair of one).
-void pool_step(const float* src, float* dst, int64_t planes, int64_t H, int64_t W) {
-  const int64_t H2 = (H + 1) / 2, W2 = (W + 1) / 2, pairs = W / 2;
-  Tbb{}(planes, [&](int64_t p) {
-    const float* plane = src + p * H * W;
-    float* out = dst + p * H2 * W2;
-    for (int64_t i = 0; i < H2; ++i) {
-      const float* r0 = plane + 2 * i * W;
-      const float* r1 = 2 * i + 1 < H ? r0 + W : r0;
-      float* o = out + i * W2;
-      for (int64_t j = 0; j < pairs; ++j) o[j] = ((r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1])) * 0.25f;
-      if (W % 2) o[pairs] = (r0[W - 1] + r1[W - 1]) * 0.5f;
-    }
-  });
-}
-
 // ceil(d / 2), bounds kept (an unbounded maximum, -1, stays unbounded).
 ov::Dimension halved(const ov::Dimension& d) {
   if (d.is_static()) return ov::Dimension((d.get_length() + 1) / 2);
@@ -187,7 +169,7 @@ class DCFCorrelation : public ov::op::Op {
     for (size_t k = 1; k < shapes.size(); ++k) {
       const ov::Shape& from = shapes[k - 1];
       tbb::this_task_arena::isolate(
-          [&] { pool_step(y[k - 1], y[k], int64_t(from[0] * from[1] * from[2]), int64_t(from[3]), int64_t(from[4])); });
+          [&] { pyramid_step(y[k - 1], y[k], int64_t(from[0] * from[1] * from[2]), int64_t(from[3]), int64_t(from[4]), Tbb{}); });
     }
     if (!f32) {
       for (size_t k = 0; k < shapes.size(); ++k) {
