@@ -7,7 +7,8 @@ X3D-S 13x160^2 -> (1, 12, 13, 40, 40); R(2+1)D-50 8x224^2 -> (1, 64, 8, 56, 56).
 
 The pyramid table times, per network and batch, the poolings one inference runs (the volumes a
 DCF network's ``pool_pyramid`` meets, taken from the network at its crop), each way, and the
-memory traffic they need (each volume read once, its pooled quarter written once) as GB/s.
+memory traffic they need (each volume read once, its pooled quarter written once) as GB/s, beside
+the time of reading the same volumes once (``torch.sum``), the floor of any pooling.
 
     python bench/correlation_cpu.py            # writes bench/results/correlation_cpu.md
 """
@@ -81,7 +82,12 @@ def _pyramid_times(volumes: list[torch.Tensor], rounds: int) -> dict[str, float]
 
     with torch.inference_mode():
         return median_times(
-            {"avg_pool3d": pools(avg_pool3d), "kernel": pools(_cpu_kernel.pyramid_step)}, rounds
+            {
+                "avg_pool3d": pools(avg_pool3d),
+                "kernel": pools(_cpu_kernel.pyramid_step),
+                "read": pools(torch.sum),
+            },
+            rounds,
         )
 
 
@@ -156,17 +162,17 @@ def main() -> None:
         "at batch 1 and at batch 8), float32, through PyTorch's `avg_pool3d` and through the compiled step "
         "(`_cpu_kernel.pyramid_step`, what `pool_pyramid` runs at inference on the CPU); per-inference median "
         f"over {args.rounds} alternating blocks of 5. GB/s: the bytes each volume must move (read once, its "
-        "quarter written once) over the time.",
+        "quarter written once) over the time. Floor: reading the same volumes once (`torch.sum`, side by side).",
         "",
         "| network (volumes pooled at batch 1) | batch | avg_pool3d (ms) | kernel (ms) | speed-up "
-        "| avg_pool3d GB/s | kernel GB/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| avg_pool3d GB/s | kernel GB/s | floor: read once (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, batch, shapes, times, traffic in pyramid_rows:
         lines.append(
             f"| {name} `{shapes}` | {batch} | {times['avg_pool3d'] * 1e3:.2f} | {times['kernel'] * 1e3:.2f} "
             f"| {times['avg_pool3d'] / times['kernel']:.1f}x | {traffic / times['avg_pool3d'] / 1e9:.1f} "
-            f"| {traffic / times['kernel'] / 1e9:.1f} |"
+            f"| {traffic / times['kernel'] / 1e9:.1f} | {times['read'] * 1e3:.2f} |"
         )
     write_results(args.out, lines)
 
