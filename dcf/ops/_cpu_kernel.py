@@ -186,7 +186,7 @@ def pyramid_step(volume: Tensor) -> Tensor:
     """One step of the spatial pyramid on (N, O, T, H, W): each plane averaged over 2x2 windows to
     ceil(H/2) x ceil(W/2), a window cut by an odd edge averaging the values it holds; the meaning
     of ``avg_pool3d(volume, (1, 2, 2), (1, 2, 2), ceil_mode=True)``, in one pass on PyTorch's
-    threads (``avg_pool3d`` took 3-4% of X3D-S's time in the DCF network, issue #15)."""
+    threads (``avg_pool3d`` took about 3% of X3D-S+DCF's time in PyTorch, issue #15)."""
     lib = _library()
     assert lib is not None
     v = volume.contiguous()

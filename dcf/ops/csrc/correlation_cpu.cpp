@@ -36,9 +36,8 @@ DCF_EXPORT int64_t dcf_correlation_scratch_bytes() {
                  sizeof(double) * (f64[0].capacity() + f64[1].capacity()));
 }
 
-// All entry points return 0 on success, 2 for invalid arguments (K must be odd and <= 11; sizes
-// not negative),
-// 3 if the scratch buffer could not be allocated, 4 for any other failure.
+// All entry points return 0 on success, 2 for invalid arguments (K must be odd and <= 11, sizes
+// not negative), 3 if the scratch buffer could not be allocated, 4 for any other failure.
 DCF_EXPORT int dcf_correlation_forward_f32(const float* x, float* y, int64_t N, int64_t C, int64_t T,
                                            int64_t H, int64_t W, int K, int L, int threads) {
   return guarded([&] { return forward<float>(x, y, Shape{N, C, T, H, W, K, L}, OpenMP{threads}, forward_rows_f32); });
