@@ -104,7 +104,9 @@ class DCFBlock(nn.Module):
         """Returns the enhanced features and this block's correlation volume ``S``."""
         x = self.act1(self.bn1(self.conv1(features)))  # (N, C/r, T, H, W)
         volume = self.correlation(x)  # (N, K*K*2L, T, H, W)
-        return self.act2(features + self.bn2(self._conv2([volume, *pyramid]))), volume
+        # The residual added into the norm's fresh output, not into a new stage-sized tensor: the
+        # same values, one allocation fewer (eager R(2+1)D-50+DCF 3% faster at batch 8, issue #15).
+        return self.act2(self.bn2(self._conv2([volume, *pyramid])).add_(features)), volume
 
     @property
     def concatenate_volumes(self) -> bool:
