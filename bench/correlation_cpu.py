@@ -19,12 +19,13 @@ import argparse
 import datetime
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
 from bench.common import machine_description, median_times, write_results
-from dcf.models import DCFNet, build_model
+from dcf.models import build_model, dcf_net
 from dcf.models.dcf_net import pool_pyramid
 from dcf.ops import _cpu_kernel, correlation, correlation_reference
 
@@ -57,20 +58,18 @@ PYRAMIDS = {"x3d_s_dcf": (13, 160), "r2plus1d_r50_dcf": (8, 224)}
 
 
 def _pooled_volumes(name: str, frames: int, size: int) -> list[torch.Tensor]:
-    """The volumes ``pool_pyramid`` pools in one inference of ``name`` at batch 1, in order."""
+    """The volumes ``pool_pyramid`` pools in one inference of ``name`` at batch 1, in order,
+    recorded from the network's own forward."""
     model = build_model(name, num_classes=400).eval()
-    assert isinstance(model, DCFNet)
-    with torch.inference_mode():
-        _, volumes = model.forward_with_volumes(torch.randn(1, 3, frames, size, size))
-    out: list[torch.Tensor] = []
-    pyramid: list[torch.Tensor] = []  # as DCFNet._run: pooled at every stride-2 stage in between
-    for number in sorted(volumes):
-        size_now = volumes[number].shape[-2:]
-        while pyramid and pyramid[0].shape[-2:] != size_now:
-            out.extend(pyramid)
-            pyramid = [pool_pyramid(v) for v in pyramid]
-        pyramid.append(volumes[number])
-    return [v.clone() for v in out]
+    met: list[torch.Tensor] = []
+
+    def recording(volume: torch.Tensor) -> torch.Tensor:
+        met.append(volume.clone())
+        return pool_pyramid(volume)
+
+    with torch.inference_mode(), mock.patch.object(dcf_net, "pool_pyramid", recording):
+        model(torch.randn(1, 3, frames, size, size))
+    return met
 
 
 def _pyramid_times(volumes: list[torch.Tensor], rounds: int) -> dict[str, float]:
