@@ -3,6 +3,7 @@ export takes 10-20 s on 2 cores: each is made once per run, and no test changes 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,14 @@ import torch
 from dcf.ops import _cpu_kernel
 from tests.support.checkpoints import tiny_checkpoint
 from tests.support.cli import run_dcf
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (pyproject.toml's addopts) the workers share the cores: each runs torch
+    on its share of them, not on all (N pools of all-core OpenMP threads spin against each other)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
 
 
 @pytest.fixture(params=["kernel", "pure"])
