@@ -1,5 +1,6 @@
 """Shared fixtures: both backends of the correlation op, the exports several modules read (an
-export takes 10-20 s on 2 cores: each is made once per run, and no test changes it), GPU markers."""
+export takes 10-20 s on 2 cores: each is made once per pytest-xdist worker that needs it, and no
+test changes it), GPU markers, and torch's threads shared out among the workers."""
 
 from __future__ import annotations
 
