@@ -19,10 +19,11 @@ MatMul/Slice/Pad chains and the layout changes around them cost 35-85% on top of
 
 ``DCF_CPU_KERNEL=0`` turns both compiled paths off.
 
-:func:`fuse_pyramid` then hands each correlation the spatial pyramid's 2x2 average poolings of its
-volume (DESIGN.md section 2) as extra outputs of the C++ operation. OpenVINO's CPU plugin runs an
-extension operation in the planar layout only and reorders its output once per consumer; a volume
-read by both a convolution and a pooling was reordered twice, DCF's largest cost there.
+:func:`fuse_correlations` then hands each correlation on the C++ operation what reads its volume:
+the spatial pyramid's 2x2 average poolings (DESIGN.md section 2), as extra outputs, and the DCF
+block's 1x1x1 convolution of the volume, computed from the volume in the cache. OpenVINO's CPU
+plugin runs an extension operation in the planar layout only and reorders its output once per
+consumer: the volume's reorders were DCF's largest cost there.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import openvino
@@ -231,20 +232,37 @@ def openvino_core(custom_nodes: bool = True) -> openvino.Core:
     return core
 
 
-def fuse_pyramid(model: openvino.Model) -> int:
-    """Fuses the spatial pyramid's poolings (:func:`dcf.models.dcf_net.pool_pyramid`: 2x2 spatial
-    AvgPool, repeated once per later stride-2 stage) into the C++ operation whose volume they pool:
-    it gains one output per pooling level, and the poolings' consumers read those. Returns how many
-    correlations took their pyramid; correlations on the Python operation are left as they are.
+class Fusions(NamedTuple):
+    """What :func:`fuse_correlations` did to a model."""
+
+    pyramids: int  # correlations that took the spatial pyramid's poolings of their volume
+    convolutions: int  # correlations fused with the convolution that reads their volume
+
+
+def fuse_correlations(model: openvino.Model) -> Fusions:
+    """Fuses into each correlation on the C++ operation what reads its volume, so that OpenVINO's
+    CPU plugin, which runs an extension operation in the planar layout only and reorders its output
+    once per consumer, never reorders the volume:
+
+    * the spatial pyramid's poolings (:func:`dcf.models.dcf_net.pool_pyramid`: 2x2 spatial AvgPool,
+      repeated once per later stride-2 stage): the operation gains one output per pooling level,
+      and the poolings' consumers read those;
+    * then, where the only other reader of the volume is a 1x1x1 convolution with fewer output
+      channels than the volume has (the DCF block's conv2 of its own volume: X3D's 100 volume
+      channels into 24 or 48), the operation becomes ``DCFCorrelationConv``, whose output 0 is that
+      convolution's output: the volume is convolved row by row in the cache and never written.
+
+    Correlations on the Python operation are left as they are; a second pass fuses nothing more.
 
     Only poolings of exactly that meaning are taken: kernel and stride (1, 2, 2), no padding or
     dilation, and either an even height and width known from the graph (rounding and pad counting
     do not matter there) or rounding up with a cut window averaging the values it holds (the
-    export's odd sizes)."""
+    export's odd sizes). Only convolutions with stride and dilation 1, no padding and a constant
+    weight are taken."""
     extension = compiled_extension()
     if extension is None:
-        return 0
-    fused = 0
+        return Fusions(0, 0)
+    pyramids = convolutions = 0
     for node in model.get_ordered_ops():
         if (
             node.get_type_name() != CORRELATION_OP
@@ -262,19 +280,61 @@ def fuse_pyramid(model: openvino.Model) -> int:
         ]:
             levels.append(pools)
             outputs = [pool.output(0) for pool in pools]
-        if not levels:
+        pooled = {id(pool) for pool in levels[0]} if levels else set()
+        readers = [t.get_node() for t in node.output(0).get_target_inputs() if id(t.get_node()) not in pooled]
+        weight = _volume_convolution_weight(readers[0], node) if len(readers) == 1 else None
+        if not levels and weight is None:
             continue
         attributes = {**node.get_attributes(), "pyramid_levels": len(levels)}
-        replacement = _node_factory(str(extension)).create(CORRELATION_OP, [node.input_value(0)], attributes)
+        factory = _node_factory(str(extension))
+        if weight is None:
+            replacement = factory.create(CORRELATION_OP, [node.input_value(0)], attributes)
+            node.output(0).replace(replacement.output(0))
+        else:
+            replacement = factory.create(
+                CORRELATION_CONV_OP,
+                [node.input_value(0), openvino.opset13.constant(weight).output(0)],
+                attributes,
+            )
+            readers[0].output(0).replace(replacement.output(0))
+            convolutions += 1
         replacement.set_friendly_name(node.get_friendly_name())
-        node.output(0).replace(replacement.output(0))
         for level, pools in enumerate(levels, start=1):
             for pool in pools:
                 pool.output(0).replace(replacement.output(level))
-        fused += 1
-    if fused:
+        pyramids += bool(levels)
+    if pyramids or convolutions:
         model.validate_nodes_and_infer_types()
-    return fused
+    return Fusions(pyramids, convolutions)
+
+
+CORRELATION_CONV_OP = "DCFCorrelationConv"  # the C++ extension's fused operation
+
+
+def _volume_convolution_weight(node: Any, correlation: Any) -> np.ndarray | None:
+    """The float32 weight (Q, O, 1, 1, 1) of ``node`` where it is a convolution that
+    :func:`fuse_correlations` fuses into ``correlation``, else ``None``."""
+    if node.get_type_name() != "Convolution" or node.input_value(0) != correlation.output(0):
+        return None
+    attributes = node.get_attributes()
+    if (
+        any(value != 1 for key in ("strides", "dilations") for value in attributes[key])
+        or any(attributes["pads_begin"])
+        or any(attributes["pads_end"])
+        or attributes["auto_pad"] not in _NO_PADDING
+        or correlation.get_attributes()["kernel_size"] > _cpu_kernel.MAX_KERNEL_SIZE
+    ):
+        return None
+    source = node.input_value(1).get_node()
+    if source.get_type_name() == "Convert":  # a float16 weight, decompressed
+        source = source.input_value(0).get_node()
+    if source.get_type_name() != "Constant":
+        return None
+    weight = np.asarray(source.get_data(), dtype=np.float32)
+    channels = correlation.output(0).get_partial_shape()[1]
+    if weight.ndim != 5 or weight.shape[2:] != (1, 1, 1) or not channels.is_static:
+        return None
+    return weight if weight.shape[1] == channels.get_length() > weight.shape[0] else None
 
 
 def _is_pyramid_pool(node: Any) -> bool:

@@ -301,7 +301,7 @@ class OpenVINOBackend:
             import openvino  # noqa: F401  (the extra's presence, with a message that says how)
         except ImportError:
             raise ImportError("the openvino backend needs OpenVINO: pip install 'dcf[openvino]'") from None
-        from dcf.export.openvino_op import fuse_pyramid, openvino_core
+        from dcf.export.openvino_op import fuse_correlations, openvino_core
 
         metadata = read_onnx_metadata(source)
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _OPENVINO_PRECISIONS[precision]}
@@ -310,9 +310,13 @@ class OpenVINOBackend:
         custom_nodes = metadata.flavour == "custom"
         core = openvino_core(custom_nodes=custom_nodes)
         model = core.read_model(source)
-        if custom_nodes and (fused := fuse_pyramid(model)):
+        if custom_nodes and any(fused := fuse_correlations(model)):
             log.info(
-                "OpenVINO: the pyramid's poolings fused into %d correlations of %s", fused, shown or source
+                "OpenVINO: fused into the correlations of %s: %d pyramids' poolings, %d convolutions of "
+                "the volume",
+                shown or source,
+                fused.pyramids,
+                fused.convolutions,
             )
         compiled = core.compile_model(model, "CPU", config)
         hint = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()

@@ -1,12 +1,16 @@
 """The correlation in OpenVINO: the C++ extension (compiled against the installed OpenVINO on first
-use) against the pure-PyTorch reference op by op, the spatial pyramid's poolings fused into it
-against the model's own pooling, and its fallback when it cannot be built."""
+use) against the pure-PyTorch reference op by op, the spatial pyramid's poolings and the volume's
+convolution fused into it against the model's own pooling and convolution, and its fallback when it
+cannot be built."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import torch
 from onnx import TensorProto
 
 from dcf.export.names import CORRELATION_DOMAIN, CORRELATION_OP
+from dcf.ops import _cpu_kernel
 from dcf.ops.reference import correlation_reference
 from tests.support.onnx_graphs import correlation_model
 
@@ -129,8 +134,8 @@ def test_the_pyramid_fuses_into_the_extension_and_matches_the_models_pooling(
     )
     core = openvino_op.openvino_core()
     model = core.read_model(str(path))
-    assert openvino_op.fuse_pyramid(model) == int(fuses)
-    assert openvino_op.fuse_pyramid(model) == 0
+    assert openvino_op.fuse_correlations(model) == (int(fuses), 0)
+    assert openvino_op.fuse_correlations(model) == (0, 0)
     (node,) = correlation_nodes(model)
     assert node.get_output_size() == (3 if fuses else 1)
     config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2}
@@ -155,7 +160,7 @@ def test_the_fused_pyramids_float16_evaluate_pools_in_float32_and_rounds_once(tm
         correlation_model(TensorProto.FLOAT16, 3, 1, pyramid_levels=2, size=(9, 7), ceil_mode=True), str(path)
     )
     model = openvino_op.openvino_core().read_model(str(path))
-    assert openvino_op.fuse_pyramid(model) == 1
+    assert openvino_op.fuse_correlations(model) == (1, 0)
     (node,) = correlation_nodes(model)
     outputs = [
         openvino.Tensor(openvino.Type.f16, openvino.Shape(shape))
@@ -163,6 +168,229 @@ def test_the_fused_pyramids_float16_evaluate_pools_in_float32_and_rounds_once(tm
     ]
     assert node.evaluate(outputs, [openvino.Tensor(x)])
     for actual, expected in zip(outputs, pyramid_reference(x, 3, 1, 2), strict=True):
+        np.testing.assert_allclose(
+            actual.data.astype(np.float64), expected, rtol=2**-11, atol=1e-5 * np.abs(expected).max()
+        )
+
+
+def mean_pool(volume: np.ndarray) -> np.ndarray:
+    """``pool_pyramid``'s meaning written out: each 2x2 window's mean over the values it holds (an
+    odd edge's window cut, as rounding up cuts it; any width, down to one column)."""
+    n, c, t, h, w = volume.shape
+    padded = np.full((n, c, t, h + h % 2, w + w % 2), np.nan)
+    padded[..., :h, :w] = volume
+    windows = padded.reshape(n, c, t, (h + 1) // 2, 2, (w + 1) // 2, 2)
+    return np.nanmean(windows, axis=(4, 6))
+
+
+def conv_reference(
+    x: np.ndarray, weight: np.ndarray, kernel_size: int, temporal_range: int, levels: int
+) -> list[np.ndarray]:
+    """The convolution of the reference volume (float64, PyTorch's ``conv3d``) and the volume's
+    pyramid levels: what the fused operation's outputs mean."""
+    volume = correlation_reference(torch.from_numpy(x).double(), kernel_size, temporal_range)
+    out = [torch.nn.functional.conv3d(volume, torch.from_numpy(weight).double()).numpy()]
+    pooled = volume.numpy()
+    for _ in range(levels):
+        pooled = mean_pool(pooled)
+        out.append(pooled)
+    return out
+
+
+def runtime_layers(compiled: Any) -> list[str]:
+    return [
+        op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()
+    ]
+
+
+@compiler
+@pytest.mark.parametrize(
+    ("shape", "kernel_size", "temporal_range", "channels", "levels"),
+    [
+        ((2, 6, 4, 8, 12), 5, 2, 7, 2),  # output channels not a multiple of the register block
+        ((1, 12, 5, 10, 40), 5, 2, 24, 2),  # X3D-S stage 2's width and channels, fewer frames
+        ((1, 5, 3, 7, 13), 3, 1, 17, 0),  # odd sizes, one channel fewer than the volume, no pyramid
+        ((2, 3, 4, 5, 33), 11, 1, 13, 1),  # the widest window; a row of two blocks and a bit
+        ((1, 4, 3, 3, 1), 1, 2, 3, 0),  # one column, the smallest window
+    ],
+)
+def test_the_volumes_convolution_fuses_into_the_extension_and_matches_the_reference(
+    tmp_path: Path, shape: tuple[int, ...], kernel_size: int, temporal_range: int, channels: int, levels: int
+) -> None:
+    """The block's 1x1x1 convolution of the volume (fewer output channels than the volume) and the
+    pyramid's poolings become one ``DCFCorrelationConv``: no convolution or pooling is left in the
+    graph OpenVINO compiles, and every output matches the float64 reference on two threads."""
+    volume_channels = kernel_size * kernel_size * 2 * temporal_range
+    rng = np.random.default_rng(sum(shape) + channels)
+    weight = rng.standard_normal((channels, volume_channels, 1, 1, 1), dtype=np.float32)
+    path = tmp_path / "conv.onnx"
+    model_proto = correlation_model(
+        TensorProto.FLOAT,
+        kernel_size,
+        temporal_range,
+        pyramid_levels=levels,
+        size=shape[3:],
+        ceil_mode=True,
+        convolution=weight,
+        volume_output=False,
+    )
+    onnx.save(model_proto, str(path))
+    core = openvino_op.openvino_core()
+    model = core.read_model(str(path))
+    assert openvino_op.fuse_correlations(model) == (int(levels > 0), 1)
+    assert openvino_op.fuse_correlations(model) == (0, 0)
+    (node,) = [op for op in model.get_ordered_ops() if op.get_type_name() == openvino_op.CORRELATION_CONV_OP]
+    assert node.get_output_size() == 1 + levels
+    compiled = core.compile_model(
+        model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2}
+    )
+    layers = runtime_layers(compiled)
+    assert "Convolution" not in layers and "Pooling" not in layers and layers.count("Reference") == 1, layers
+    x = rng.standard_normal(shape, dtype=np.float32)
+    outputs = compiled.create_infer_request().infer({"x": x}).to_tuple()
+    for actual, reference in zip(
+        outputs, conv_reference(x, weight, kernel_size, temporal_range, levels), strict=True
+    ):
+        assert actual.shape == reference.shape
+        np.testing.assert_allclose(actual, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+
+
+def fused_node(kernel_size: int, temporal_range: int, channels: int, levels: int) -> Any:
+    """A ``DCFCorrelationConv`` node of the C++ extension, on a dynamic input, to evaluate directly."""
+    assert openvino_op.compiled_extension() is not None
+    x = openvino.opset13.parameter(openvino.PartialShape.dynamic(5), openvino.Type.f32)
+    weight = openvino.opset13.parameter([channels, kernel_size * kernel_size * 2 * temporal_range, 1, 1, 1])
+    attributes = {"kernel_size": kernel_size, "temporal_range": temporal_range, "pyramid_levels": levels}
+    factory = openvino_op._node_factory(str(openvino_op.compiled_extension()))
+    return factory.create(openvino_op.CORRELATION_CONV_OP, [x.output(0), weight.output(0)], attributes)
+
+
+@compiler
+@pytest.mark.parametrize(("kernel_size", "temporal_range", "channels"), [(5, 2, 7), (3, 1, 13)])
+def test_the_fused_convolution_writes_every_width_right(
+    kernel_size: int, temporal_range: int, channels: int
+) -> None:
+    """Every row width from 1 to 37 (register blocks of two vectors, one vector, a masked part of
+    one; the pooled row's odd last column): z and the first pyramid level against the reference,
+    the outputs filled with NaN first so that an element never written shows."""
+    node = fused_node(kernel_size, temporal_range, channels, 1)
+    rng = np.random.default_rng(channels)
+    weight = rng.standard_normal(
+        (channels, kernel_size * kernel_size * 2 * temporal_range, 1, 1, 1), dtype=np.float32
+    )
+    for width in range(1, 38):
+        x = rng.standard_normal((2, 3, 3, 5, width), dtype=np.float32)
+        expected = conv_reference(x, weight, kernel_size, temporal_range, 1)
+        outputs = [openvino.Tensor(np.full(e.shape, np.nan, dtype=np.float32)) for e in expected]
+        assert node.evaluate(outputs, [openvino.Tensor(x), openvino.Tensor(weight)])
+        for actual, reference in zip(outputs, expected, strict=True):
+            np.testing.assert_allclose(
+                actual.data, reference, rtol=0, atol=1e-5 * np.abs(reference).max(), err_msg=f"W={width}"
+            )
+
+
+@compiler
+@pytest.mark.skipif(
+    not _cpu_kernel.available() or _cpu_kernel.instruction_set() == "baseline",
+    reason="the compiled kernel is not built, or this CPU runs its baseline kernels only",
+)
+@pytest.mark.parametrize("isa", ["avx2", "baseline"])
+def test_the_fused_convolution_on_narrower_instruction_sets(isa: str) -> None:
+    """The fused kernel's register blocks differ per instruction set: its tests again, in a child
+    pytest with the kernels capped (the cap is read once per process)."""
+    if isa == "avx2" and _cpu_kernel.instruction_set() != "avx512":
+        pytest.skip("this CPU's widest kernel is avx2: the main run covers it")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", __file__, "-k",
+         "fused_convolution_writes or volumes_convolution_fuses"],
+        env={**os.environ, "DCF_CPU_ISA": isa}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+@compiler
+@pytest.mark.parametrize(
+    ("case", "channels", "conv_attributes", "volume_output"),
+    [
+        ("as wide as the volume", 18, None, False),  # writing z would cost what the volume costs
+        ("strided", 6, {"strides": [1, 2, 2]}, False),
+        ("padded", 6, {"pads": [0, 1, 1, 0, 1, 1]}, False),
+        ("volume read twice", 6, None, True),  # the volume is an output too
+    ],
+)
+def test_other_convolutions_of_the_volume_are_left_to_openvino(
+    tmp_path: Path,
+    case: str,
+    channels: int,
+    conv_attributes: dict[str, list[int]] | None,
+    volume_output: bool,
+) -> None:
+    """The pyramid still fuses; the convolution stays OpenVINO's and the outputs stay right."""
+    weight = np.random.default_rng(channels).standard_normal((channels, 18, 1, 1, 1), dtype=np.float32)
+    path = tmp_path / "conv.onnx"
+    onnx.save(
+        correlation_model(
+            TensorProto.FLOAT,
+            3,
+            1,
+            pyramid_levels=1,
+            size=(6, 8),
+            convolution=weight,
+            conv_attributes=conv_attributes,
+            volume_output=volume_output,
+        ),
+        str(path),
+    )
+    core = openvino_op.openvino_core()
+    model = core.read_model(str(path))
+    assert openvino_op.fuse_correlations(model) == (1, 0), case
+    compiled = core.compile_model(
+        model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2}
+    )
+    assert "Convolution" in runtime_layers(compiled), case
+    x = np.random.default_rng(11).standard_normal((1, 4, 3, 6, 8), dtype=np.float32)
+    z = compiled.create_infer_request().infer({"x": x}).to_tuple()[0]
+    volume = torch.from_numpy(pyramid_reference(x, 3, 1, 0)[0])
+    expected = torch.nn.functional.conv3d(
+        volume,
+        torch.from_numpy(weight).double(),
+        stride=tuple((conv_attributes or {}).get("strides", [1, 1, 1])),
+        padding=tuple((conv_attributes or {}).get("pads", [0] * 6)[3:]),
+    ).numpy()
+    np.testing.assert_allclose(z, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+@compiler
+def test_the_fused_convolutions_float16_evaluate_is_float32_rounded_once(tmp_path: Path) -> None:
+    """A float16 file: the weight taken in float32 from its float16 constant, the input converted,
+    everything computed in float32 and each output rounded once."""
+    rng = np.random.default_rng(12)
+    weight = rng.standard_normal((5, 18, 1, 1, 1)).astype(np.float16)
+    path = tmp_path / "conv16.onnx"
+    onnx.save(
+        correlation_model(
+            TensorProto.FLOAT16,
+            3,
+            1,
+            pyramid_levels=1,
+            size=(9, 7),
+            ceil_mode=True,
+            convolution=weight,
+            volume_output=False,
+        ),
+        str(path),
+    )
+    model = openvino_op.openvino_core().read_model(str(path))
+    assert openvino_op.fuse_correlations(model) == (1, 1)
+    (node,) = [op for op in model.get_ordered_ops() if op.get_type_name() == openvino_op.CORRELATION_CONV_OP]
+    x = rng.standard_normal((2, 8, 5, 9, 7)).astype(np.float16)
+    outputs = [
+        openvino.Tensor(openvino.Type.f16, openvino.Shape(shape))
+        for shape in ([2, 5, 5, 9, 7], [2, 18, 5, 5, 4])
+    ]
+    assert node.evaluate(outputs, [openvino.Tensor(x), openvino.Tensor(weight.astype(np.float32))])
+    for actual, expected in zip(outputs, conv_reference(x, weight.astype(np.float32), 3, 1, 1), strict=True):
         np.testing.assert_allclose(
             actual.data.astype(np.float64), expected, rtol=2**-11, atol=1e-5 * np.abs(expected).max()
         )
@@ -199,7 +427,7 @@ def test_the_python_operation_when_the_extension_cannot_be_built(
         y = run(correlation_file(tmp_path, TensorProto.FLOAT, 5, 2), x, operation="Python")
         path = tmp_path / "pyramid.onnx"
         onnx.save(correlation_model(TensorProto.FLOAT, 5, 2, pyramid_levels=1, size=(8, 8)), str(path))
-        assert openvino_op.fuse_pyramid(openvino_op.openvino_core().read_model(str(path))) == 0
+        assert openvino_op.fuse_correlations(openvino_op.openvino_core().read_model(str(path))) == (0, 0)
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "runs as a Python operation on one thread" in warning
     assert ("fake: error: no" in warning) if failure == "compiler" else ("Not a directory" in warning)

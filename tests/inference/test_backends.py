@@ -42,7 +42,8 @@ def test_openvino_gives_the_checkpoints_logits_in_float32(
     files: dict[str, Path], flavour: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Both flavours (custom nodes on the compiled CPU kernel, the pyramid's poolings fused into
-    the first two of the three): batches and frame counts other
+    the first two of the three correlations, and each block's convolution of its volume into all
+    three): batches and frame counts other
     than the export traced, within the fp32 tolerance of ``dcf export verify``; no socket opened
     while loading and running (OpenVINO's telemetry package serves its tools, not the runtime)."""
     pytest.importorskip("openvino", reason="needs the openvino extra (in the test extra)")
@@ -55,9 +56,11 @@ def test_openvino_gives_the_checkpoints_logits_in_float32(
     with watch_sockets() as watch, caplog.at_level(logging.INFO, logger="dcf.inference.backends"):
         backend = load_backend(files[flavour], "openvino", threads=1)
         answers = [backend(x) for x in clips]
-    fused = [m for m in caplog.messages if "the pyramid's poolings fused into" in m]
+    fused = [m for m in caplog.messages if "fused into the correlations of" in m]
     assert fused == (
-        [f"OpenVINO: the pyramid's poolings fused into 2 correlations of {files[flavour]}"]
+        [
+            f"OpenVINO: fused into the correlations of {files[flavour]}: 2 pyramids' poolings, 3 convolutions of the volume"
+        ]
         if flavour == "custom"
         else []
     )

@@ -25,6 +25,10 @@
 // A row only meets rows of its own batch element, so
 // the batch runs in passes of as many elements as keep the padded copies within 64 MiB: the
 // scratch does not grow with the batch.
+//
+// correlation_conv fuses the correlation with the 1x1x1 convolution that reads its volume (the
+// DCF block's conv2; OpenVINO's DCFCorrelationConv): each row's volume is made as a tile in the
+// thread's cache, convolved and pooled there, and never written out.
 #pragma once
 
 #include <algorithm>
@@ -129,23 +133,28 @@ DCF_INLINE void store_lanes(T* __restrict dst, const Vec<T, Lanes>& v, int64_t l
   }
 }
 
-// Forward, Lanes columns of the K outputs (dx = -r*d .. r*d) of one (row, tau, dy): the K
+// Lanes columns of the K dot products (dx = -r*d .. r*d) of one (row, tau, dy), unscaled: the K
 // accumulators stay in registers for the whole reduction over C (enough independent chains to
-// hide the FMA latency), and each load of `a` feeds K FMAs.
+// hide the FMA latency), and each load of `a` feeds K FMAs. `a` and `b` point at the block's
+// first column, `b` displaced by -r*d.
 template <class T, int K, int Lanes>
-DCF_INLINE void forward_chunk(const T* a, const T* b, const RowTargets<T>& to, int64_t j0, int64_t W,
-                              int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
-  constexpr int r = K / 2;
-  Vec<T, Lanes> acc[K];  // zeroed lane by lane: an aggregate `= {}` becomes a memset in memory
+DCF_INLINE void correlate(const T* a, const T* b, int64_t C, int64_t Wp, int d, Vec<T, Lanes> (&acc)[K]) {
 #pragma GCC unroll 16
-  for (int dxi = 0; dxi < K; ++dxi) acc[dxi] = Vec<T, Lanes>{};
-  a += j0;
-  b += j0;
+  for (int dxi = 0; dxi < K; ++dxi) acc[dxi] = Vec<T, Lanes>{};  // lane by lane: `= {}` became a memset
   for (int64_t c = 0; c < C; ++c) {
     const Vec<T, Lanes> av = load<T, Lanes>(a + c * Wp);
 #pragma GCC unroll 16
     for (int dxi = 0; dxi < K; ++dxi) acc[dxi] += av * load<T, Lanes>(b + c * Wp + dxi * d);
   }
+}
+
+// forward_chunk: the block's K outputs, scaled, stored to their row and to their mirror.
+template <class T, int K, int Lanes>
+DCF_INLINE void forward_chunk(const T* a, const T* b, const RowTargets<T>& to, int64_t j0, int64_t W,
+                              int64_t out_stride, int64_t C, int64_t Wp, int d, T scale) {
+  constexpr int r = K / 2;
+  Vec<T, Lanes> acc[K];
+  correlate<T, K, Lanes>(a + j0, b + j0, C, Wp, d, acc);
   const int64_t lanes = std::min<int64_t>(Lanes, W - j0);
 #pragma GCC unroll 16
   for (int dxi = 0; dxi < K; ++dxi) {
@@ -286,6 +295,160 @@ DCF_INLINE void backward_row(const T* gp, const T* xp, T* gx, const Shape& s, in
   }
 }
 
+// One output row of a pyramid step: the 2x2 means of rows r0 and r1 (the same row where an odd
+// height leaves it alone), an odd last column the mean of its pair. `quarter` is 1/4 times any
+// scale the rows still need. The rows are summed first, a block at a time, so that both steps
+// vectorise (the sum of four in one expression read every other column and ran scalar).
+template <class T>
+DCF_INLINE void pool_rows(const T* __restrict r0, const T* __restrict r1, T* __restrict out, int64_t W, T quarter) {
+  constexpr int64_t kBlock = 64;  // even: a block's pairs are the row's
+  T sum[kBlock];
+  for (int64_t j0 = 0; j0 < W; j0 += kBlock) {
+    const int64_t n = std::min(kBlock, W - j0);
+    for (int64_t j = 0; j < n; ++j) sum[j] = r0[j0 + j] + r1[j0 + j];
+    T* __restrict o = out + j0 / 2;
+    for (int64_t j = 0; j < n / 2; ++j) o[j] = (sum[2 * j] + sum[2 * j + 1]) * quarter;
+    if (n % 2) o[n / 2] = sum[n - 1] * (2 * quarter);
+  }
+}
+
+// The correlation and the 1x1x1 convolution that reads its volume, in one pass (the DCF block's
+// conv2 of its own volume, OpenVINO's fused operation, issue #15):
+//   z[n, q, t, i, j] = sum_o w[q, o] * y[n, o, t, i, j]
+// and, where asked, the volume pooled once (y's first pyramid level). The volume is never
+// written: one row's O x W tile of it is made in the thread's cache, convolved there and pooled
+// with the row below it. That costs the symmetry of forward_row (each dot product is made for
+// +tau and for -tau), and saves writing the volume and reading it back, which is what the
+// correlation cost next to a convolution: at X3D's stage 2 the volume has 100 channels and the
+// convolution's output 24.
+constexpr int kConvRows = 6;  // output channels per register block of the convolution
+
+// The weight, scaled by `scale` (the correlation's 1/sqrt(C)) and packed for conv_tile: blocks of
+// kConvRows output channels, each (O, kConvRows), the last block's missing channels zero.
+template <class T>
+std::vector<T> pack_weight(const T* w, int64_t Q, int64_t O, T scale) {
+  const int64_t blocks = (Q + kConvRows - 1) / kConvRows;
+  std::vector<T> packed(size_t(blocks * O * kConvRows), T(0));
+  for (int64_t q = 0; q < Q; ++q)
+    for (int64_t o = 0; o < O; ++o) packed[size_t(((q / kConvRows) * O + o) * kConvRows + q % kConvRows)] = w[q * O + o] * scale;
+  return packed;
+}
+
+// Columns [j0, j0 + Vectors * Lanes) of kConvRows rows of z from one volume tile (O, Wt): the
+// accumulators stay in registers, the tile's rows stream from the cache, and each weight is
+// broadcast once for `Vectors` FMAs. Stores only the rows below Q and the columns below W.
+template <class T, int Lanes, int Vectors>
+DCF_INLINE void conv_block(const T* __restrict tile, int64_t Wt, const T* __restrict wb, int64_t O, int64_t rows,
+                           T* z, int64_t q_stride, int64_t j0, int64_t W) {
+  Vec<T, Lanes> acc[kConvRows][Vectors];
+#pragma GCC unroll 8
+  for (int q = 0; q < kConvRows; ++q)
+#pragma GCC unroll 2
+    for (int v = 0; v < Vectors; ++v) acc[q][v] = Vec<T, Lanes>{};
+  const T* column = tile + j0;
+  for (int64_t o = 0; o < O; ++o, column += Wt, wb += kConvRows) {
+    Vec<T, Lanes> x[Vectors];
+#pragma GCC unroll 2
+    for (int v = 0; v < Vectors; ++v) x[v] = load<T, Lanes>(column + v * Lanes);
+#pragma GCC unroll 8
+    for (int q = 0; q < kConvRows; ++q) {
+      const T weight = wb[q];
+#pragma GCC unroll 2
+      for (int v = 0; v < Vectors; ++v) acc[q][v] += x[v] * weight;
+    }
+  }
+  for (int q = 0; q < rows; ++q) {
+    for (int v = 0; v < Vectors; ++v) {
+      const int64_t j = j0 + v * Lanes;
+      if (j < W) store_lanes<T, Lanes>(z + q * q_stride + j, acc[q][v], 0, std::min<int64_t>(Lanes, W - j));
+    }
+  }
+}
+
+// z's row (Q channels of q_stride apart, W columns) from one volume tile (O, Wt), Wt >= W a
+// multiple of Lanes: blocks two vectors wide, and the last one vector wide where that covers it.
+template <class T, int Lanes>
+DCF_INLINE void conv_tile(const T* tile, int64_t Wt, const T* packed, int64_t O, int64_t Q, T* z, int64_t q_stride,
+                          int64_t W) {
+  for (int64_t q0 = 0; q0 < Q; q0 += kConvRows) {
+    const T* wb = packed + q0 * O;  // block q0 / kConvRows
+    const int64_t rows = std::min<int64_t>(kConvRows, Q - q0);
+    T* zq = z + q0 * q_stride;
+    int64_t j0 = 0;
+    for (; j0 + Lanes < W; j0 += 2 * Lanes) conv_block<T, Lanes, 2>(tile, Wt, wb, O, rows, zq, q_stride, j0, W);
+    if (j0 < W) conv_block<T, Lanes, 1>(tile, Wt, wb, O, rows, zq, q_stride, j0, W);
+  }
+}
+
+// The unscaled volume of row (n, t, i) as a tile (O, Wt), Wt >= W a multiple of Lanes: every
+// offset's dot products computed here, zero where the partner row is outside, and zero in the
+// columns past W. xp: padded input.
+template <class T, int K, int Lanes>
+DCF_INLINE void volume_tile(const T* xp, T* tile, int64_t Wt, const Shape& s, int64_t n, int64_t t, int64_t i) {
+  constexpr int r = K / 2;
+  const int64_t H = s.H, Wp = s.padded_width(), P = s.pad(), C = s.C;
+  const T* a = xp + ((n * s.T + t) * H + i) * C * Wp + P;
+  const int64_t covered = std::min(Wt, (s.W + kChunk - 1) / kChunk * kChunk);  // what the padded rows hold
+  for (int tau_index = 0; tau_index < 2 * s.L; ++tau_index) {
+    const int tau = tau_of(tau_index, s.L), d = std::abs(tau);
+    const int64_t tp = t + tau;
+    for (int dyi = 0; dyi < K; ++dyi) {
+      const int64_t dy = int64_t(dyi - r) * d;
+      T* rows = tile + (int64_t(tau_index) * K + dyi) * K * Wt;
+      if (tp < 0 || tp >= s.T || i + dy < 0 || i + dy >= H) {
+        std::memset(rows, 0, sizeof(T) * K * Wt);
+        continue;
+      }
+      // Blocks across the padded row's width (its columns past W read the padding's zeros), and
+      // zeros in the tile's columns beyond it.
+      const T* b = xp + ((n * s.T + tp) * H + i + dy) * C * Wp + P - int64_t(r) * d;
+      for (int64_t j0 = 0; j0 < covered; j0 += Lanes) {
+        Vec<T, Lanes> acc[K];
+        correlate<T, K, Lanes>(a + j0, b + j0, C, Wp, d, acc);
+#pragma GCC unroll 16
+        for (int dxi = 0; dxi < K; ++dxi) std::memcpy(rows + dxi * Wt + j0, &acc[dxi], sizeof(acc[dxi]));
+      }
+      if (covered < Wt) {
+        for (int dxi = 0; dxi < K; ++dxi) std::memset(rows + dxi * Wt + covered, 0, sizeof(T) * (Wt - covered));
+      }
+    }
+  }
+}
+
+// Everything fused (correlation_conv) needs besides the input.
+template <class T>
+struct ConvTargets {
+  const T* packed;  // pack_weight
+  int64_t Q;        // the convolution's output channels
+  T* z;             // (N, Q, T, H, W)
+  T* pooled;        // (N, O, T, ceil(H/2), ceil(W/2)), or null
+};
+
+// One item of correlation_conv: rows 2*i2 and 2*i2 + 1 of frame (n, t), their z rows and their
+// pooled row. The two tiles are the calling thread's.
+template <class T, int K, int Lanes>
+DCF_INLINE void conv_rows(const T* xp, const ConvTargets<T>& to, const Shape& s, int64_t item) {
+  const int64_t H = s.H, W = s.W, H2 = (H + 1) / 2, W2 = (W + 1) / 2, O = s.out_channels();
+  const int64_t i2 = item % H2, t = (item / H2) % s.T, n = item / H2 / s.T;
+  const int64_t Wt = (W + Lanes - 1) / Lanes * Lanes;
+  thread_local std::vector<T> tiles;
+  if (tiles.size() < size_t(2 * O * Wt)) tiles.resize(size_t(2 * O * Wt));
+  const int64_t rows = std::min<int64_t>(2, H - 2 * i2);
+  for (int64_t k = 0; k < rows; ++k) {
+    const int64_t i = 2 * i2 + k;
+    T* tile = tiles.data() + k * O * Wt;
+    volume_tile<T, K, Lanes>(xp, tile, Wt, s, n, t, i);
+    conv_tile<T, Lanes>(tile, Wt, to.packed, O, to.Q, to.z + ((n * to.Q * s.T + t) * H + i) * W, s.T * H * W, W);
+  }
+  if (to.pooled == nullptr) return;
+  const T quarter = T(0.25) / std::sqrt(T(s.C));
+  const T* second = rows == 2 ? tiles.data() + O * Wt : tiles.data();
+  for (int64_t o = 0; o < O; ++o) {
+    T* out = to.pooled + ((n * O + o) * s.T + t) * H2 * W2 + i2 * W2;
+    pool_rows(tiles.data() + o * Wt, second + o * Wt, out, W, quarter);
+  }
+}
+
 // The row kernels of one instruction set, the forward's register blocks REGISTER_BYTES wide.
 #define DCF_ROW_KERNELS_FOR(T, SUFFIX, REGISTER_BYTES, ISA)                                       \
   ISA void forward_rows_##SUFFIX(const T* xp, T* y, const Shape& s, int64_t item) {               \
@@ -307,6 +470,17 @@ DCF_INLINE void backward_row(const T* gp, const T* xp, T* gx, const Shape& s, in
       case 7: return backward_row<T, 7>(gp, xp, gx, s, item);                                     \
       case 9: return backward_row<T, 9>(gp, xp, gx, s, item);                                     \
       case 11: return backward_row<T, 11>(gp, xp, gx, s, item);                                   \
+    }                                                                                             \
+  }                                                                                               \
+  ISA void conv_rows_##SUFFIX(const T* xp, const ConvTargets<T>& to, const Shape& s, int64_t item) { \
+    constexpr int lanes = REGISTER_BYTES / int(sizeof(T));                                        \
+    switch (s.K) {                                                                                \
+      case 1: return conv_rows<T, 1, lanes>(xp, to, s, item);                                     \
+      case 3: return conv_rows<T, 3, lanes>(xp, to, s, item);                                     \
+      case 5: return conv_rows<T, 5, lanes>(xp, to, s, item);                                     \
+      case 7: return conv_rows<T, 7, lanes>(xp, to, s, item);                                     \
+      case 9: return conv_rows<T, 9, lanes>(xp, to, s, item);                                     \
+      case 11: return conv_rows<T, 11, lanes>(xp, to, s, item);                                   \
     }                                                                                             \
   }
 
@@ -343,8 +517,8 @@ F for_isa(F avx512, F avx2, F baseline) {
   }
 }
 
-// forward_rows_SUFFIX and backward_rows_SUFFIX: the row kernels for selected_isa(), chosen on the
-// first call.
+// forward_rows_SUFFIX, backward_rows_SUFFIX and conv_rows_SUFFIX: the row kernels for
+// selected_isa(), chosen on the first call.
 #define DCF_ROW_KERNELS(T, SUFFIX)                                                                  \
   DCF_ROW_KERNELS_FOR(T, avx512_##SUFFIX, 64, DCF_AVX512)                                          \
   DCF_ROW_KERNELS_FOR(T, avx2_##SUFFIX, 32, DCF_AVX2)                                              \
@@ -359,6 +533,12 @@ F for_isa(F avx512, F avx2, F baseline) {
     static const auto rows = for_isa(backward_rows_avx512_##SUFFIX, backward_rows_avx2_##SUFFIX,   \
                                      backward_rows_baseline_##SUFFIX);                            \
     rows(gp, xp, gx, s, item);                                                                    \
+  }                                                                                               \
+  DCF_UNUSED void conv_rows_##SUFFIX(const T* xp, const ConvTargets<T>& to, const Shape& s,        \
+                                     int64_t item) {                                              \
+    static const auto rows = for_isa(conv_rows_avx512_##SUFFIX, conv_rows_avx2_##SUFFIX,           \
+                                     conv_rows_baseline_##SUFFIX);                                \
+    rows(xp, to, s, item);                                                                        \
   }
 DCF_ROW_KERNELS(float, f32)
 DCF_ROW_KERNELS(double, f64)
@@ -433,6 +613,31 @@ int forward(const T* x, T* y, const Shape& s, const Parallel& parallel_for,
   return 0;
 }
 
+// The correlation of x and the 1x1x1 convolution of its volume by w (Q, O), in one pass
+// (conv_rows); `pooled`, where not null, receives the volume's first pyramid level.
+template <class T, class Parallel>
+int correlation_conv(const T* x, const T* w, int64_t Q, T* z, T* pooled, const Shape& s, const Parallel& parallel_for,
+                     void (*rows)(const T*, const ConvTargets<T>&, const Shape&, int64_t)) {
+  if (!valid(s) || Q < 1) return 2;
+  const int64_t element_rows = s.T * s.H, Wp = s.padded_width(), H2 = (s.H + 1) / 2, W2 = (s.W + 1) / 2;
+  if (s.N * element_rows * s.W == 0) return 0;
+  selected_isa();
+  const std::vector<T> packed = pack_weight(w, Q, s.out_channels(), T(1) / std::sqrt(T(s.C)));
+  const int64_t step = elements_per_pass<T>(s, s.C);
+  const Scratch<T> x_scratch(0, size_t(step * element_rows * s.C * Wp));
+  T* xp = x_scratch.data();
+  for (int64_t n0 = 0; n0 < s.N; n0 += step) {
+    Shape pass = s;
+    pass.N = std::min(step, s.N - n0);
+    const ConvTargets<T> to{packed.data(), Q, z + n0 * Q * element_rows * s.W,
+                            pooled ? pooled + n0 * s.out_channels() * s.T * H2 * W2 : nullptr};
+    parallel_for(pass.N * element_rows,
+                 [&](int64_t row) { pad_row(x + n0 * s.C * element_rows * s.W, xp, row, s.C, s.T, s.H, s.W, Wp, s.pad()); });
+    parallel_for(pass.N * s.T * H2, [&](int64_t item) { rows(xp, to, pass, item); });
+  }
+  return 0;
+}
+
 template <class T, class Parallel>
 int backward(const T* g, const T* x, T* gx, const Shape& s, const Parallel& parallel_for,
              void (*rows)(const T*, const T*, T*, const Shape&, int64_t)) {
@@ -471,16 +676,13 @@ int backward(const T* g, const T* x, T* gx, const Shape& s, const Parallel& para
 // first so the compiler vectorises the sum.
 template <class T, class Parallel>
 void pyramid_step(const T* src, T* dst, int64_t planes, int64_t H, int64_t W, const Parallel& parallel_for) {
-  const int64_t H2 = (H + 1) / 2, W2 = (W + 1) / 2, pairs = W / 2;
+  const int64_t H2 = (H + 1) / 2, W2 = (W + 1) / 2;
   parallel_for(planes, [&](int64_t p) {
     const T* plane = src + p * H * W;
     T* out = dst + p * H2 * W2;
     for (int64_t i = 0; i < H2; ++i) {
-      const T* __restrict r0 = plane + 2 * i * W;
-      const T* __restrict r1 = 2 * i + 1 < H ? r0 + W : r0;
-      T* __restrict o = out + i * W2;
-      for (int64_t j = 0; j < pairs; ++j) o[j] = ((r0[2 * j] + r1[2 * j]) + (r0[2 * j + 1] + r1[2 * j + 1])) * T(0.25);
-      if (W % 2) o[pairs] = (r0[W - 1] + r1[W - 1]) * T(0.5);
+      const T* r0 = plane + 2 * i * W;
+      pool_rows(r0, 2 * i + 1 < H ? r0 + W : r0, out + i * W2, W, T(0.25));
     }
   });
 }
