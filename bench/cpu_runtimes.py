@@ -8,8 +8,9 @@ and 8, through the backends the server uses (:func:`dcf.inference.backends.load_
   op library, :mod:`dcf.export.onnxruntime_op`; it must be built) and on the portable export
   (standard ops);
 * OpenVINO, float32, on the custom-node export (the correlation on the compiled CPU kernel in the
-  C++ extension, :mod:`dcf.export.openvino_op`; it must build) and on the portable export; and
-  bf16 on the custom-node export, for its error.
+  C++ extension, :mod:`dcf.export.openvino_op`; it must build; with the fusions the backend
+  applies, ``fuse_correlations``) and on the portable export; and bf16 on the custom-node export,
+  for its error.
 
 The DCF blocks get random batch-norm scales (a fresh block's last scale is zero, which would make
 it the identity) and every backend's logits are compared with PyTorch's before timing. Each

@@ -239,7 +239,7 @@ class Fusions(NamedTuple):
     convolutions: int  # correlations fused with the convolution that reads their volume
 
 
-def fuse_correlations(model: openvino.Model) -> Fusions:
+def fuse_correlations(model: openvino.Model, convolutions: bool = True) -> Fusions:
     """Fuses into each correlation on the C++ operation what reads its volume, so that OpenVINO's
     CPU plugin, which runs an extension operation in the planar layout only and reorders its output
     once per consumer, never reorders the volume:
@@ -253,6 +253,8 @@ def fuse_correlations(model: openvino.Model) -> Fusions:
       convolution's output: the volume is convolved row by row in the cache and never written.
 
     Correlations on the Python operation are left as they are; a second pass fuses nothing more.
+    ``convolutions=False`` fuses the poolings only (to time the two side by side,
+    ``bench.openvino_fusion``).
 
     Only poolings of exactly that meaning are taken: kernel and stride (1, 2, 2), no padding or
     dilation, and either an even height and width known from the graph (rounding and pad counting
@@ -262,7 +264,7 @@ def fuse_correlations(model: openvino.Model) -> Fusions:
     extension = compiled_extension()
     if extension is None:
         return Fusions(0, 0)
-    pyramids = convolutions = 0
+    fused = Fusions(0, 0)
     for node in model.get_ordered_ops():
         if (
             node.get_type_name() != CORRELATION_OP
@@ -280,9 +282,11 @@ def fuse_correlations(model: openvino.Model) -> Fusions:
         ]:
             levels.append(pools)
             outputs = [pool.output(0) for pool in pools]
-        pooled = {id(pool) for pool in levels[0]} if levels else set()
-        readers = [t.get_node() for t in node.output(0).get_target_inputs() if id(t.get_node()) not in pooled]
-        weight = _volume_convolution_weight(readers[0], node) if len(readers) == 1 else None
+        # The volume's other readers (levels[0] are its readers that are pyramid poolings).
+        readers = [
+            t.get_node() for t in node.output(0).get_target_inputs() if not _is_pyramid_pool(t.get_node())
+        ]
+        weight = _volume_convolution_weight(readers[0], node) if convolutions and len(readers) == 1 else None
         if not levels and weight is None:
             continue
         attributes = {**node.get_attributes(), "pyramid_levels": len(levels)}
@@ -297,15 +301,15 @@ def fuse_correlations(model: openvino.Model) -> Fusions:
                 attributes,
             )
             readers[0].output(0).replace(replacement.output(0))
-            convolutions += 1
+            fused = fused._replace(convolutions=fused.convolutions + 1)
         replacement.set_friendly_name(node.get_friendly_name())
         for level, pools in enumerate(levels, start=1):
             for pool in pools:
                 pool.output(0).replace(replacement.output(level))
-        pyramids += bool(levels)
-    if pyramids or convolutions:
+        fused = fused._replace(pyramids=fused.pyramids + bool(levels))
+    if any(fused):
         model.validate_nodes_and_infer_types()
-    return Fusions(pyramids, convolutions)
+    return fused
 
 
 CORRELATION_CONV_OP = "DCFCorrelationConv"  # the C++ extension's fused operation

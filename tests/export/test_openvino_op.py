@@ -218,8 +218,9 @@ def test_the_volumes_convolution_fuses_into_the_extension_and_matches_the_refere
     tmp_path: Path, shape: tuple[int, ...], kernel_size: int, temporal_range: int, channels: int, levels: int
 ) -> None:
     """The block's 1x1x1 convolution of the volume (fewer output channels than the volume) and the
-    pyramid's poolings become one ``DCFCorrelationConv``: no convolution or pooling is left in the
-    graph OpenVINO compiles, and every output matches the float64 reference on two threads."""
+    pyramid's poolings become one ``DCFCorrelationConv`` (with ``convolutions=False`` the poolings
+    only): no convolution or pooling is left in the graph OpenVINO compiles, and every output
+    matches the float64 reference on two threads."""
     volume_channels = kernel_size * kernel_size * 2 * temporal_range
     rng = np.random.default_rng(sum(shape) + channels)
     weight = rng.standard_normal((channels, volume_channels, 1, 1, 1), dtype=np.float32)
@@ -236,6 +237,8 @@ def test_the_volumes_convolution_fuses_into_the_extension_and_matches_the_refere
     )
     onnx.save(model_proto, str(path))
     core = openvino_op.openvino_core()
+    pyramid_only = openvino_op.fuse_correlations(core.read_model(str(path)), convolutions=False)
+    assert pyramid_only == (int(levels > 0), 0)
     model = core.read_model(str(path))
     assert openvino_op.fuse_correlations(model) == (int(levels > 0), 1)
     assert openvino_op.fuse_correlations(model) == (0, 0)
