@@ -274,8 +274,12 @@ class DCFCorrelationConv : public CorrelationOp {
 
   bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override {
     if (inputs.size() != 2 || inputs[1].get_element_type() != ov::element::f32) return false;
+    const ov::Shape weight = inputs[1].get_shape();
+    if (weight.size() != 5 || weight[0] < 1 || int64_t(weight[1]) != volume_channels() || ov::shape_size(weight) != weight[0] * weight[1]) {
+      return false;
+    }
     const float* w = inputs[1].data<const float>();
-    const int64_t Q = int64_t(inputs[1].get_shape()[0]);
+    const int64_t Q = int64_t(weight[0]);
     return evaluate_outputs(outputs, inputs, Q, [&](const float* x, const Shape& s, float* z, float* y1) {
       return correlation_conv<float>(x, w, Q, z, y1, s, Tbb{}, conv_rows_f32) == 0;
     });
