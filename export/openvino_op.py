@@ -330,8 +330,6 @@ def _volume_convolution_weight(node: Any, correlation: Any) -> np.ndarray | None
     ):
         return None
     source = node.input_value(1).get_node()
-    if source.get_type_name() == "Convert":  # a float16 weight, decompressed
-        source = source.input_value(0).get_node()
     if source.get_type_name() != "Constant":
         return None
     weight = np.asarray(source.get_data(), dtype=np.float32)
