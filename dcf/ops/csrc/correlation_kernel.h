@@ -56,6 +56,10 @@ namespace {
 
 constexpr int kChunk = 16;  // the widest register block, in columns (padding rounds rows to it)
 
+// The most scratch a thread keeps between calls, per buffer (Scratch, conv_rows' tiles); larger
+// buffers are allocated for the call and freed. Why 64 MiB: at Scratch below.
+constexpr size_t kKeptScratchBytes = size_t{64} << 20;
+
 // GCC vector extension types of `Lanes` elements: the compiler maps them onto the widest
 // registers of the instruction set the function is compiled for (AVX-512, AVX2 or SSE2).
 template <class T, int Lanes>
@@ -380,15 +384,16 @@ DCF_INLINE void conv_tile(const T* tile, int64_t Wt, const T* packed, int64_t O,
   }
 }
 
-// The unscaled volume of row (n, t, i) as a tile (O, Wt), Wt >= W a multiple of Lanes: every
+// The unscaled volume of row (n, t, i) as a tile (O, Wt), Wt = W rounded up to Lanes: every
 // offset's dot products computed here, zero where the partner row is outside, and zero in the
-// columns past W. xp: padded input.
+// columns past W (they read the padding's zeros: Wt <= W rounded up to kChunk, which the padded
+// rows hold). xp: padded input.
 template <class T, int K, int Lanes>
 DCF_INLINE void volume_tile(const T* xp, T* tile, int64_t Wt, const Shape& s, int64_t n, int64_t t, int64_t i) {
+  static_assert(kChunk % Lanes == 0, "a tile row never reads past the padded row");
   constexpr int r = K / 2;
   const int64_t H = s.H, Wp = s.padded_width(), P = s.pad(), C = s.C;
   const T* a = xp + ((n * s.T + t) * H + i) * C * Wp + P;
-  const int64_t covered = std::min(Wt, (s.W + kChunk - 1) / kChunk * kChunk);  // what the padded rows hold
   for (int tau_index = 0; tau_index < 2 * s.L; ++tau_index) {
     const int tau = tau_of(tau_index, s.L), d = std::abs(tau);
     const int64_t tp = t + tau;
@@ -399,17 +404,12 @@ DCF_INLINE void volume_tile(const T* xp, T* tile, int64_t Wt, const Shape& s, in
         std::memset(rows, 0, sizeof(T) * K * Wt);
         continue;
       }
-      // Blocks across the padded row's width (its columns past W read the padding's zeros), and
-      // zeros in the tile's columns beyond it.
       const T* b = xp + ((n * s.T + tp) * H + i + dy) * C * Wp + P - int64_t(r) * d;
-      for (int64_t j0 = 0; j0 < covered; j0 += Lanes) {
+      for (int64_t j0 = 0; j0 < Wt; j0 += Lanes) {
         Vec<T, Lanes> acc[K];
         correlate<T, K, Lanes>(a + j0, b + j0, C, Wp, d, acc);
 #pragma GCC unroll 16
         for (int dxi = 0; dxi < K; ++dxi) std::memcpy(rows + dxi * Wt + j0, &acc[dxi], sizeof(acc[dxi]));
-      }
-      if (covered < Wt) {
-        for (int dxi = 0; dxi < K; ++dxi) std::memset(rows + dxi * Wt + covered, 0, sizeof(T) * (Wt - covered));
       }
     }
   }
@@ -425,27 +425,37 @@ struct ConvTargets {
 };
 
 // One item of correlation_conv: rows 2*i2 and 2*i2 + 1 of frame (n, t), their z rows and their
-// pooled row. The two tiles are the calling thread's.
+// pooled row. The two tiles are the calling thread's, kept between items and calls up to
+// kKeptScratchBytes (3.5 MB at K = 11, L = 8, W = 224), else allocated for the item.
 template <class T, int K, int Lanes>
 DCF_INLINE void conv_rows(const T* xp, const ConvTargets<T>& to, const Shape& s, int64_t item) {
   const int64_t H = s.H, W = s.W, H2 = (H + 1) / 2, W2 = (W + 1) / 2, O = s.out_channels();
   const int64_t i2 = item % H2, t = (item / H2) % s.T, n = item / H2 / s.T;
   const int64_t Wt = (W + Lanes - 1) / Lanes * Lanes;
-  thread_local std::vector<T> tiles;
-  if (tiles.size() < size_t(2 * O * Wt)) tiles.resize(size_t(2 * O * Wt));
+  const size_t count = size_t(2 * O * Wt);
+  thread_local std::vector<T> kept;
+  std::unique_ptr<T[]> owned;
+  T* tiles;
+  if (count * sizeof(T) <= kKeptScratchBytes) {
+    if (kept.size() < count) kept.resize(count);
+    tiles = kept.data();
+  } else {
+    owned.reset(new T[count]);  // volume_tile writes every element read
+    tiles = owned.get();
+  }
   const int64_t rows = std::min<int64_t>(2, H - 2 * i2);
   for (int64_t k = 0; k < rows; ++k) {
     const int64_t i = 2 * i2 + k;
-    T* tile = tiles.data() + k * O * Wt;
+    T* tile = tiles + k * O * Wt;
     volume_tile<T, K, Lanes>(xp, tile, Wt, s, n, t, i);
     conv_tile<T, Lanes>(tile, Wt, to.packed, O, to.Q, to.z + ((n * to.Q * s.T + t) * H + i) * W, s.T * H * W, W);
   }
   if (to.pooled == nullptr) return;
   const T quarter = T(0.25) / std::sqrt(T(s.C));
-  const T* second = rows == 2 ? tiles.data() + O * Wt : tiles.data();
+  const T* second = rows == 2 ? tiles + O * Wt : tiles;
   for (int64_t o = 0; o < O; ++o) {
     T* out = to.pooled + ((n * O + o) * s.T + t) * H2 * W2 + i2 * W2;
-    pool_rows(tiles.data() + o * Wt, second + o * Wt, out, W, quarter);
+    pool_rows(tiles + o * Wt, second + o * Wt, out, W, quarter);
   }
 }
 
@@ -555,7 +565,7 @@ bool valid(const Shape& s) {
 // the largest input it ever saw. 64 MiB holds one X3D-L stage-2 element (44 MB of padded grad_y)
 // and makes a pass long enough (tens of ms at K=5, L=2) that its two thread synchronisations stay
 // negligible even where other processes share the cores; 16 MiB passes cost up to 1.8x there.
-constexpr size_t kKeptScratchBytes = size_t{64} << 20;
+// (kKeptScratchBytes, defined above, bounds conv_rows' tiles the same way.)
 
 template <class T>
 std::vector<T>* kept_scratch() {
