@@ -65,7 +65,7 @@ def _files(name: str, frames: int, size: int, tmp: Path) -> dict[str, Path]:
     return files
 
 
-def _timed(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+def timed(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
     """Seconds per call of each function, alternating call by call after two warm-up calls."""
     for fn in fns.values():
         fn(), fn()
@@ -78,25 +78,32 @@ def _timed(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[
     return times
 
 
-def _quartiles(values: np.ndarray) -> str:
+def quartiles(values: np.ndarray) -> str:
     return f"{np.median(values):.1f} ({np.percentile(values, 25):.1f}-{np.percentile(values, 75):.1f})"
 
 
-def main() -> None:
+def parse_arguments(description: str, rounds: int, results: str) -> argparse.Namespace:
+    """The command line of the CPU benchmarks on MODELS (this one and ``bench.openvino_fusion``),
+    after checking that the OpenVINO extension they time builds."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument(
         "--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="backbones to time"
     )
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_runtimes.md")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / results)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     if compiled_extension() is None:
         raise SystemExit("the OpenVINO correlation extension did not build (see the warning above)")
+    return args
+
+
+def main() -> None:
+    args = parse_arguments(__doc__, 9, "cpu_runtimes.md")
+    torch.set_num_threads(args.threads)
 
     rows: list[str] = []
     errors: list[str] = []
@@ -132,13 +139,13 @@ def main() -> None:
                         f"| {base}_dcf | OpenVINO (custom op) | {bf16.info.precision} asked bf16 | {rel:.1e} |"
                     )
                 for run in RUNS:
-                    times = _timed(
+                    times = timed(
                         {name: functools.partial(backends[(run, name)], video) for name in files}, args.rounds
                     )
                     (b, d) = (np.asarray(times[n]) * 1e3 for n in files)
                     ratio = d / b  # per round: the two calls of a round are neighbours
                     rows.append(
-                        f"| {base} {frames}x{size}^2 | {batch} | {run} | {_quartiles(b)} | {_quartiles(d)} | "
+                        f"| {base} {frames}x{size}^2 | {batch} | {run} | {quartiles(b)} | {quartiles(d)} | "
                         f"{np.median(ratio):.3f}x ({np.percentile(ratio, 25):.2f}-{np.percentile(ratio, 75):.2f}) |"
                     )
                     print(rows[-1], flush=True)

@@ -18,7 +18,6 @@ variant / backbone per round (median and quartiles), float32 on ``--threads`` th
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import functools
 import sys
@@ -30,10 +29,10 @@ import numpy as np
 import openvino
 
 from bench.common import machine_description, write_results
-from bench.cpu_runtimes import CLASSES, MODELS, _quartiles, _timed
+from bench.cpu_runtimes import CLASSES, MODELS, parse_arguments, quartiles, timed
 from bench.onnx_cpu import random_bn_checkpoint
 from dcf.export.onnx_export import export_onnx
-from dcf.export.openvino_op import compiled_extension, fuse_correlations, openvino_core
+from dcf.export.openvino_op import fuse_correlations, openvino_core
 
 VARIANTS = ("no fusion", "pyramid fused", "pyramid and convolution fused")
 
@@ -57,19 +56,7 @@ def _requests(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument(
-        "--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="backbones to time"
-    )
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "openvino_fusion.md")
-    args = parser.parse_args()
-    if compiled_extension() is None:
-        raise SystemExit("the OpenVINO correlation extension did not build (see the warning above)")
+    args = parse_arguments(__doc__, 15, "openvino_fusion.md")
     core = openvino_core()
     rows: list[str] = []
     notes: list[str] = []
@@ -98,7 +85,7 @@ def main() -> None:
                     notes.append(
                         f"- {base}_dcf batch {batch}, {variant} against no fusion: max rel {rel:.1e}"
                     )
-                times = _timed(
+                times = timed(
                     {key: functools.partial(r.infer, {0: video}) for key, r in requests.items()}, args.rounds
                 )
                 backbone = np.asarray(times["backbone"]) * 1e3
@@ -106,7 +93,7 @@ def main() -> None:
                     ms = np.asarray(times[variant]) * 1e3
                     ratio = ms / backbone
                     rows.append(
-                        f"| {base} {frames}x{size}^2 | {batch} | {variant} | {_quartiles(backbone)} | {_quartiles(ms)} | "
+                        f"| {base} {frames}x{size}^2 | {batch} | {variant} | {quartiles(backbone)} | {quartiles(ms)} | "
                         f"{np.median(ratio):.3f}x ({np.percentile(ratio, 25):.3f}-{np.percentile(ratio, 75):.3f}) |"
                     )
                     print(rows[-1], flush=True)
