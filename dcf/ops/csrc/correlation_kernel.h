@@ -459,39 +459,51 @@ DCF_INLINE void conv_rows(const T* xp, const ConvTargets<T>& to, const Shape& s,
   }
 }
 
+// Calls Kernel::template row<K>(args...) with the window K as a compile-time constant: the row
+// kernels are specialised for the odd windows up to kMaxKernelSize.
+template <class Kernel, class... Args>
+DCF_INLINE void by_window(int K, const Args&... args) {
+  switch (K) {
+    case 1: return Kernel::template row<1>(args...);
+    case 3: return Kernel::template row<3>(args...);
+    case 5: return Kernel::template row<5>(args...);
+    case 7: return Kernel::template row<7>(args...);
+    case 9: return Kernel::template row<9>(args...);
+    case 11: return Kernel::template row<11>(args...);
+  }
+}
+
+// The row kernels, by window, for by_window.
+template <class T, int Lanes>
+struct ForwardRow {
+  template <int K>
+  static DCF_INLINE void row(const T* xp, T* y, const Shape& s, int64_t item) { forward_row<T, K, Lanes>(xp, y, s, item); }
+};
+template <class T>
+struct BackwardRow {
+  template <int K>
+  static DCF_INLINE void row(const T* gp, const T* xp, T* gx, const Shape& s, int64_t item) {
+    backward_row<T, K>(gp, xp, gx, s, item);
+  }
+};
+template <class T, int Lanes>
+struct ConvRows {
+  template <int K>
+  static DCF_INLINE void row(const T* xp, const ConvTargets<T>& to, const Shape& s, int64_t item) {
+    conv_rows<T, K, Lanes>(xp, to, s, item);
+  }
+};
+
 // The row kernels of one instruction set, the forward's register blocks REGISTER_BYTES wide.
-#define DCF_ROW_KERNELS_FOR(T, SUFFIX, REGISTER_BYTES, ISA)                                       \
-  ISA void forward_rows_##SUFFIX(const T* xp, T* y, const Shape& s, int64_t item) {               \
-    constexpr int lanes = REGISTER_BYTES / int(sizeof(T));                                        \
-    switch (s.K) {                                                                                \
-      case 1: return forward_row<T, 1, lanes>(xp, y, s, item);                                    \
-      case 3: return forward_row<T, 3, lanes>(xp, y, s, item);                                    \
-      case 5: return forward_row<T, 5, lanes>(xp, y, s, item);                                    \
-      case 7: return forward_row<T, 7, lanes>(xp, y, s, item);                                    \
-      case 9: return forward_row<T, 9, lanes>(xp, y, s, item);                                    \
-      case 11: return forward_row<T, 11, lanes>(xp, y, s, item);                                  \
-    }                                                                                             \
-  }                                                                                               \
-  ISA void backward_rows_##SUFFIX(const T* gp, const T* xp, T* gx, const Shape& s, int64_t item) { \
-    switch (s.K) {                                                                                \
-      case 1: return backward_row<T, 1>(gp, xp, gx, s, item);                                     \
-      case 3: return backward_row<T, 3>(gp, xp, gx, s, item);                                     \
-      case 5: return backward_row<T, 5>(gp, xp, gx, s, item);                                     \
-      case 7: return backward_row<T, 7>(gp, xp, gx, s, item);                                     \
-      case 9: return backward_row<T, 9>(gp, xp, gx, s, item);                                     \
-      case 11: return backward_row<T, 11>(gp, xp, gx, s, item);                                   \
-    }                                                                                             \
-  }                                                                                               \
+#define DCF_ROW_KERNELS_FOR(T, SUFFIX, REGISTER_BYTES, ISA)                                        \
+  ISA void forward_rows_##SUFFIX(const T* xp, T* y, const Shape& s, int64_t item) {                \
+    by_window<ForwardRow<T, REGISTER_BYTES / int(sizeof(T))>>(s.K, xp, y, s, item);                \
+  }                                                                                                \
+  ISA void backward_rows_##SUFFIX(const T* gp, const T* xp, T* gx, const Shape& s, int64_t item) {  \
+    by_window<BackwardRow<T>>(s.K, gp, xp, gx, s, item);                                           \
+  }                                                                                                \
   ISA void conv_rows_##SUFFIX(const T* xp, const ConvTargets<T>& to, const Shape& s, int64_t item) { \
-    constexpr int lanes = REGISTER_BYTES / int(sizeof(T));                                        \
-    switch (s.K) {                                                                                \
-      case 1: return conv_rows<T, 1, lanes>(xp, to, s, item);                                     \
-      case 3: return conv_rows<T, 3, lanes>(xp, to, s, item);                                     \
-      case 5: return conv_rows<T, 5, lanes>(xp, to, s, item);                                     \
-      case 7: return conv_rows<T, 7, lanes>(xp, to, s, item);                                     \
-      case 9: return conv_rows<T, 9, lanes>(xp, to, s, item);                                     \
-      case 11: return conv_rows<T, 11, lanes>(xp, to, s, item);                                   \
-    }                                                                                             \
+    by_window<ConvRows<T, REGISTER_BYTES / int(sizeof(T))>>(s.K, xp, to, s, item);                 \
   }
 
 // The instruction set the row kernels use: the widest the CPU has, at most the one named by
